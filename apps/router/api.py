@@ -1,0 +1,254 @@
+"""REST doors of the router: ``POST /api/v1/infer`` and ``/api/v1/jobs/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.router import selectors, services
+from apps.router.models import Job, JobAttempt
+from apps.router.policy import SLAS
+from apps.security.authentication import caller_scopes, scope_required
+from apps.security.errors import error_body
+from apps.security.models import ApiKey
+from apps.security.scopes import ADMIN, INFER, JOBS
+from bodybroker.api import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+)
+from inference.errors import EngineError, EngineHTTPError
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class MessageSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=ROLES)
+    content = StrictCharField(allow_blank=True, trim_whitespace=False)
+    name = StrictCharField(required=False)
+
+
+class InferRequestSerializer(StrictSerializer):
+    prompt = StrictCharField(required=False, trim_whitespace=False)
+    messages = MessageSerializer(many=True, required=False, allow_empty=False)
+    sla = serializers.ChoiceField(choices=SLAS, default="interactive")
+    max_tokens = StrictIntegerField(min_value=1, max_value=4096, default=256)
+    temperature = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
+    stop = serializers.ListField(child=StrictCharField(), required=False, max_length=4)
+    needs_tools = StrictBooleanField(default=False)
+    requires_expert_reasoning = StrictBooleanField(default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        has_prompt, has_messages = "prompt" in attrs, "messages" in attrs
+        if has_prompt == has_messages:
+            raise serializers.ValidationError(
+                {"prompt": ["give exactly one of 'prompt' or 'messages'"]}
+            )
+        messages = attrs.pop("messages", None) or [{"role": "user", "content": attrs.pop("prompt")}]
+        attrs.pop("prompt", None)
+        size = sum(len(m["content"]) for m in messages)
+        if size > settings.BODYBROKER_MAX_PROMPT_CHARS:
+            raise serializers.ValidationError(
+                {
+                    "messages": [
+                        f"prompt is {size} characters; the limit is "
+                        f"{settings.BODYBROKER_MAX_PROMPT_CHARS}"
+                    ]
+                }
+            )
+        attrs["messages"] = messages
+        return attrs
+
+
+class InferAnswerSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField()
+    tier = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.source
+    model = serializers.CharField()
+    route_reason = serializers.CharField()
+    finish_reason = serializers.CharField(allow_null=True)
+    usage = inline_serializer(
+        "Usage",
+        {
+            "prompt_tokens": serializers.IntegerField(),
+            "completion_tokens": serializers.IntegerField(),
+        },
+    )
+    latency_ms = serializers.FloatField()
+
+
+class JobAttemptSerializer(serializers.ModelSerializer[JobAttempt]):
+    class Meta:
+        model = JobAttempt
+        fields = (
+            "number",
+            "backend",
+            "outcome",
+            "error",
+            "started_at",
+            "finished_at",
+            "latency_ms",
+        )
+
+
+class JobSerializer(serializers.ModelSerializer[Job]):
+    job_id = serializers.UUIDField(source="id")
+    usage = serializers.SerializerMethodField()
+    duration_ms = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = Job
+        fields: tuple[str, ...] = (
+            "job_id",
+            "kind",
+            "tier",
+            "status",
+            "result_text",
+            "error",
+            "attempts",
+            "usage",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        )
+
+    def get_usage(self, job: Job) -> dict[str, int]:
+        return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
+
+
+class JobDetailSerializer(JobSerializer):
+    attempt_log = JobAttemptSerializer(source="attempt_rows", many=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = (*JobSerializer.Meta.fields, "attempt_log")
+
+
+def _caller(request: Request) -> tuple[Any, ApiKey | None]:
+    key = request.auth if isinstance(request.auth, ApiKey) else None
+    return (None if key else request.user), key
+
+
+class InferView(AsyncAPIView):
+    """Answer a prompt on the tier the routing policy picks (Bronze answers with a job)."""
+
+    permission_classes = (scope_required(INFER),)
+
+    @extend_schema(
+        request=InferRequestSerializer,
+        responses={
+            200: InferAnswerSerializer,
+            202: OpenApiResponse(description="queued as a Bronze job: {job_id, status}"),
+            400: OpenApiResponse(description="invalid request; error.fields names each field"),
+            503: OpenApiResponse(description="the tier's engine could not answer"),
+        },
+    )
+    async def post(self, request: Request) -> Response:
+        serializer = InferRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        inference_request = services.InferenceRequest(**serializer.validated_data)
+        decision = inference_request.decide()
+        if decision.tier == "bronze":
+            if JOBS not in caller_scopes(request):
+                return Response(
+                    error_body(
+                        "async requests become jobs and need the 'jobs' scope",
+                        type_="permission_denied",
+                    ),
+                    status=status.HTTP_403_FORBIDDEN,
+                )
+            user, key = _caller(request)
+            job = await sync_to_async(services.job_submit)(
+                request=inference_request, submitted_by_user=user, submitted_by_key=key
+            )
+            return Response(
+                {
+                    "job_id": str(job.id),
+                    "status": job.status,
+                    "tier": "bronze",
+                    "route_reason": decision.reason,
+                },
+                status=status.HTTP_202_ACCEPTED,
+            )
+        try:
+            answer = await services.infer(request=inference_request, decision=decision)
+        except EngineHTTPError as exc:
+            if not exc.retryable:
+                return Response(
+                    error_body(
+                        f"the {decision.tier} engine rejected the request: {exc}",
+                        type_="invalid_request",
+                    ),
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            return _engine_down(decision.tier, exc)
+        except EngineError as exc:
+            return _engine_down(decision.tier, exc)
+        return Response(
+            {
+                "text": answer.text,
+                "tier": answer.tier,
+                "source": answer.source,
+                "model": answer.model,
+                "route_reason": answer.route_reason,
+                "finish_reason": answer.finish_reason,
+                "usage": {
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": answer.completion_tokens,
+                },
+                "latency_ms": round(answer.latency_ms, 2),
+            }
+        )
+
+
+def _engine_down(tier: str, exc: EngineError) -> Response:
+    return Response(
+        error_body(
+            f"the {tier} engine could not answer ({type(exc).__name__}: {exc})",
+            type_="engine_unavailable",
+        ),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+class JobListView(ListAPIView[Job]):
+    """The caller's Bronze jobs, newest first (every job for the admin scope)."""
+
+    permission_classes = (scope_required(JOBS),)
+    serializer_class = JobSerializer
+
+    def get_queryset(self) -> Any:
+        user, key = _caller(self.request)
+        return selectors.jobs_visible_to(
+            user=user, key=key, sees_all=ADMIN in caller_scopes(self.request)
+        )[:100]
+
+
+class JobDetailView(APIView):
+    """One job with its result, timings, usage and every attempt."""
+
+    permission_classes = (scope_required(JOBS),)
+
+    @extend_schema(responses={200: JobDetailSerializer})
+    def get(self, request: Request, job_id: Any) -> Response:
+        user, key = _caller(request)
+        jobs = selectors.jobs_visible_to(
+            user=user, key=key, sees_all=ADMIN in caller_scopes(request)
+        )
+        job = selectors.job_with_attempts(jobs=jobs, job_id=job_id)
+        if job is None:
+            return Response(
+                error_body("no such job", type_="not_found"), status=status.HTTP_404_NOT_FOUND
+            )
+        return Response(JobDetailSerializer(job).data)

@@ -1,0 +1,55 @@
+"""Jobs pages: submit a Bronze job, watch it run, read its attempts."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from apps.router import selectors, services
+from apps.security.scopes import ADMIN, JOBS
+from apps.security.selectors import user_scopes
+
+
+def _visible_jobs(request: HttpRequest):  # type: ignore[no-untyped-def]
+    return selectors.jobs_visible_to(
+        user=request.user, key=None, sees_all=ADMIN in user_scopes(request.user)
+    )
+
+
+@login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    error = ""
+    if request.method == "POST":
+        if JOBS not in user_scopes(request.user):
+            error = "Your role cannot submit jobs (it needs the 'jobs' scope)."
+        else:
+            prompt = request.POST.get("prompt", "").strip()
+            try:
+                max_tokens = int(request.POST.get("max_tokens", "200"))
+            except ValueError:
+                max_tokens = 0
+            if not prompt or not 1 <= max_tokens <= 2048:
+                error = "Write a prompt and pick 1–2048 tokens."
+            else:
+                job = services.job_submit(
+                    request=services.InferenceRequest(
+                        messages=[{"role": "user", "content": prompt}],
+                        sla="async",
+                        max_tokens=max_tokens,
+                    ),
+                    submitted_by_user=request.user,
+                )
+                return redirect("job-detail", job_id=job.id)
+    context = {"jobs": _visible_jobs(request)[:50], "error": error}
+    if request.GET.get("partial") == "table":
+        return render(request, "partials/jobs_table.html", context)
+    return render(request, "pages/jobs.html", context, status=400 if error else 200)
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    job = selectors.job_with_attempts(jobs=_visible_jobs(request), job_id=job_id)
+    if job is None:
+        raise Http404("no such job")
+    return render(request, "pages/job_detail.html", {"job": job})

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class StoryConfig(AppConfig):
+    """Lore, revisions, retrieval, quest graphs and storyteller jobs."""
+
+    name = "apps.story"
+    label = "story"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,192 @@
+"""The suite's cast and its real processes.
+
+People: alice (writer), erin (editor), otto (operator), adam (admin). Keys are minted per test
+with exactly the scopes a test names. Processes, started once per session and only when a test
+asks: the Gold and Silver CPU engines (real llama.cpp serving SmolLM2) and a real Celery worker
+consuming the suite's broker (Redis in CI, the filesystem broker otherwise) against the test
+database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from apps.security.scopes import ADMIN_ROLE, EDITOR, OPERATOR, WRITER
+from apps.security.services import api_key_create, roles_ensure
+from inference.process import EngineProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- people and keys ---------------------------------------------------------------------------
+
+
+def _person(username: str, role: str, **extra: Any) -> User:
+    roles_ensure()
+    user = User.objects.create_user(username=username, password=f"{username}-pw", **extra)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """A writer."""
+    return _person("alice", WRITER)
+
+
+@pytest.fixture
+def erin(db: None) -> User:
+    """An editor."""
+    return _person("erin", EDITOR)
+
+
+@pytest.fixture
+def otto(db: None) -> User:
+    """An operator."""
+    return _person("otto", OPERATOR)
+
+
+@pytest.fixture
+def adam(db: None) -> User:
+    """An admin."""
+    return _person("adam", ADMIN_ROLE, is_staff=True)
+
+
+@pytest.fixture
+def make_key(db: None) -> Callable[..., str]:
+    """Mint an API key with the given scopes; returns the raw key."""
+
+    def make(*scopes: str, name: str = "test key") -> str:
+        return api_key_create(name=name, scopes=scopes)[1]
+
+    return make
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def bearer(raw_key: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw_key}"}
+
+
+# --- real processes ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[dict[str, str]]:
+    """Real Gold and Silver CPU engines; the tier settings point at them for the session."""
+    started = [EngineProcess("gold"), EngineProcess("silver")]
+    for process in started:
+        process.start()
+    try:
+        for process in started:
+            process.wait_healthy(timeout=120)
+        urls = {"gold": started[0].base_url, "silver": started[1].base_url}
+        saved = {tier: dict(conf) for tier, conf in settings.BODYBROKER_TIERS.items()}
+        settings.BODYBROKER_TIERS["gold"].update(urls=[urls["gold"]], model="gold")
+        settings.BODYBROKER_TIERS["silver"].update(urls=[urls["silver"]], model="silver")
+        settings.BODYBROKER_TIERS["bronze"].update(urls=[urls["silver"]], model="silver")
+        yield urls
+        for tier, conf in saved.items():
+            settings.BODYBROKER_TIERS[tier].update(conf)
+    finally:
+        for process in started:
+            process.stop()
+
+
+def _database_url() -> str:
+    """The URL of the *test* database, for processes that must share it."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    user = db["USER"] or ""
+    auth = f"{user}:{db['PASSWORD']}@" if db["PASSWORD"] else (f"{user}@" if user else "")
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None, django_db_blocker: Any, engines: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on every queue, sharing the test database and broker."""
+    from bodybroker.celery import app
+
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    app.control.purge()  # messages a killed earlier run left behind
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bodybroker.settings.test",
+        "DATABASE_URL": database_url,
+        "BODYBROKER_GOLD_URLS": engines["gold"],
+        "BODYBROKER_SILVER_URLS": engines["silver"],
+        "BODYBROKER_BRONZE_URLS": engines["silver"],
+    }
+    hostname = f"test-worker-{os.getpid()}@localhost"
+    log = open(ROOT / "var" / "test" / "celery-worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bodybroker",
+            "worker",
+            "-Q",
+            "bronze,default,distill",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_heartbeat(django_db_blocker, hostname, worker)
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+
+
+def _wait_for_heartbeat(blocker: Any, hostname: str, worker: subprocess.Popen[bytes]) -> None:
+    from apps.admin_ops.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            log = (ROOT / "var" / "test" / "celery-worker.log").read_text()[-3000:]
+            raise RuntimeError(f"celery worker exited with {worker.returncode}:\n{log}")
+        with blocker.unblock():
+            if WorkerHeartbeat.objects.filter(hostname=hostname).exists():
+                return
+        time.sleep(0.2)
+    raise RuntimeError("celery worker did not report a heartbeat within 60 s")

@@ -1,0 +1,85 @@
+"""EngineProcess: a real model server as a child process, started, probed and stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from inference.errors import EngineNotInstalled, EngineStartError
+from inference.process import EngineProcess, free_port
+
+pytestmark = pytest.mark.engine
+
+
+def _port_accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_free_port_can_be_bound() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_engine_becomes_healthy_and_stop_leaves_nothing_running() -> None:
+    engine = EngineProcess("silver", "cpu")
+    engine.start()
+    try:
+        seconds = engine.wait_healthy(timeout=60)
+        assert seconds < 60
+        assert engine.running
+        assert _port_accepts(engine.port)
+        pid = engine.pid
+        assert pid is not None
+    finally:
+        code = engine.stop(grace=10)
+
+    assert not engine.running
+    assert code is not None
+    assert not _port_accepts(engine.port)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole process group is gone
+    assert engine.stop() == code  # idempotent
+
+
+def test_engine_that_cannot_load_its_model_fails_start_with_its_output(tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a gguf file")
+
+    with pytest.raises(EngineStartError) as exc_info:
+        with EngineProcess("gold", "cpu", model_path=str(bogus), startup_timeout=60):
+            pass
+
+    err = exc_info.value
+    assert err.returncode not in (None, 0)
+    assert str(bogus) in err.output or "gguf" in err.output.lower()
+    assert "last engine output" in str(err)
+
+
+def test_missing_gpu_engine_is_refused_before_anything_is_spawned(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    engine = EngineProcess("silver", "vllm")
+
+    with pytest.raises(EngineNotInstalled):
+        engine.start()
+    assert engine.pid is None
+
+
+def test_launcher_command_runs_the_serve_cli_for_the_tier() -> None:
+    engine = EngineProcess("gold", "cpu", port=9555, n_threads=1)
+
+    cmd = engine.command()
+
+    assert cmd[1:4] == ["-m", "inference", "serve"]
+    assert cmd[cmd.index("--tier") + 1] == "gold"
+    assert cmd[cmd.index("--port") + 1] == "9555"
+    assert cmd[cmd.index("--n-threads") + 1] == "1"
+    assert engine.base_url == "http://127.0.0.1:9555"
+    assert engine.served_model_name == "gold"
