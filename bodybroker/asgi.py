@@ -1,7 +1,14 @@
-"""ASGI entry point: HTTP to Django, websockets to the Channels routes (authenticated)."""
+"""ASGI entry point: HTTP to Django, websockets to the Channels routes (authenticated).
+
+``/v1/`` (the OpenAI-compatible door) is answered by ``apps.router.gateway`` before Django.
+
+``/mcp/<name>/`` goes to the MCP servers and the ``lifespan`` protocol starts them
+(``bodybroker.mcp.McpRouter`` wraps everything).
+"""
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,12 +19,35 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from apps.admin_ops.routing import websocket_urlpatterns as ops_websocket_urlpatterns  # noqa: E402
 from apps.npcs.routing import websocket_urlpatterns  # noqa: E402
+from apps.router.gateway import OpenAIGateway  # noqa: E402
+from apps.router.routing import websocket_urlpatterns as job_websocket_urlpatterns  # noqa: E402
 from apps.security.websocket import ApiKeyOrSessionAuthStack  # noqa: E402
+from bodybroker.mcp import McpRouter  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": ApiKeyOrSessionAuthStack(URLRouter(websocket_urlpatterns)),
-    }
+# Outermost first: the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
+# other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol, and the rest is
+# Django (HTTP) or Channels (websockets).
+application = OpenAIGateway(
+    McpRouter(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": ApiKeyOrSessionAuthStack(
+                    URLRouter(
+                        [
+                            *websocket_urlpatterns,
+                            *ops_websocket_urlpatterns,
+                            *job_websocket_urlpatterns,
+                        ]
+                    )
+                ),
+            }
+        )
+    )
 )
+
+# Everything imported so far lives as long as the process. Moving it out of the collector's
+# generations keeps full collections short, which keeps the gateway's tail latency down.
+gc.freeze()

@@ -107,7 +107,7 @@ def plan(host: str, port: int, gold_port: int, silver_port: int) -> list[Managed
                 "--port",
                 str(port),
                 "--lifespan",
-                "off",
+                "on",
                 "--no-access-log",
             ],
         ),

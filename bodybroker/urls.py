@@ -8,22 +8,25 @@ from drf_spectacular.views import SpectacularAPIView
 from apps.admin_ops import views as ops_views
 from apps.npcs import views as npc_views
 from apps.router import views as router_views
-from apps.story import views as story_views
 from bodybroker.health import health
 
 urlpatterns = [
     path("", ops_views.home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("lore/", story_views.lore, name="lore"),
+    path("lore/", include("apps.story.page_urls")),
     path("npcs/", npc_views.npcs, name="npcs"),
     path("npcs/ask", npc_views.npcs_ask, name="npcs-ask"),
     path("jobs/", router_views.jobs, name="jobs"),
     path("jobs/<uuid:job_id>/", router_views.job_detail, name="job-detail"),
     path("approvals/", ops_views.approvals, name="approvals"),
+    path("", include("apps.admin_ops.page_urls")),
     path("dashboards/", ops_views.dashboards, name="dashboards"),
     path("health/", health, name="health"),
+    path("metrics", router_views.metrics_view, name="metrics"),
     path("api/v1/", include("apps.router.urls")),
+    path("api/v1/", include("apps.story.urls")),
+    path("api/v1/", include("apps.admin_ops.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("admin/", admin.site.urls),
 ]

@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from apps.security.scopes import ADMIN_ROLE, EDITOR, OPERATOR, WRITER
 from apps.security.services import api_key_create, roles_ensure
 from inference.process import EngineProcess
+from tests.browser_support import browser, live_server_url, page_as  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,9 +97,25 @@ def engines() -> Iterator[dict[str, str]]:
             process.wait_healthy(timeout=120)
         urls = {"gold": started[0].base_url, "silver": started[1].base_url}
         saved = {tier: dict(conf) for tier, conf in settings.BODYBROKER_TIERS.items()}
-        settings.BODYBROKER_TIERS["gold"].update(urls=[urls["gold"]], model="gold")
-        settings.BODYBROKER_TIERS["silver"].update(urls=[urls["silver"]], model="silver")
-        settings.BODYBROKER_TIERS["bronze"].update(urls=[urls["silver"]], model="silver")
+        tiers = settings.BODYBROKER_TIERS
+        tiers["gold"].update(
+            urls=[urls["gold"]],
+            model="gold",
+            fallback_urls=[urls["silver"]],
+            fallback_model="silver",
+        )
+        tiers["silver"].update(
+            urls=[urls["silver"]],
+            model="silver",
+            fallback_urls=[urls["gold"]],
+            fallback_model="gold",
+        )
+        tiers["bronze"].update(
+            urls=[urls["silver"]],
+            model="silver",
+            fallback_urls=[urls["gold"]],
+            fallback_model="gold",
+        )
         yield urls
         for tier, conf in saved.items():
             settings.BODYBROKER_TIERS[tier].update(conf)
@@ -136,6 +153,7 @@ def celery_worker(
         "BODYBROKER_GOLD_URLS": engines["gold"],
         "BODYBROKER_SILVER_URLS": engines["silver"],
         "BODYBROKER_BRONZE_URLS": engines["silver"],
+        "BODYBROKER_BRONZE_FALLBACK_URLS": engines["gold"],
     }
     hostname = f"test-worker-{os.getpid()}@localhost"
     log = open(ROOT / "var" / "test" / "celery-worker.log", "wb")  # noqa: SIM115

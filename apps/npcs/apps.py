@@ -2,8 +2,13 @@ from django.apps import AppConfig
 
 
 class NpcsConfig(AppConfig):
-    """NPC personas, the intent cache, and the game-client websocket protocol."""
+    """NPC personas, the intent cache, the game-client websocket protocol, and game state."""
 
     name = "apps.npcs"
     label = "npcs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from apps.npcs import change_kinds
+
+        change_kinds.register()  # game_state.write change requests apply through this app

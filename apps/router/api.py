@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
@@ -14,9 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.router import selectors, services
+from apps.router import limits, selectors, services
+from apps.router.gateway import account_answer
 from apps.router.models import Job, JobAttempt
-from apps.router.policy import SLAS
+from apps.router.policy import COST_SENSITIVITIES, PRIORITIES, SLAS
 from apps.security.authentication import caller_scopes, scope_required
 from apps.security.errors import error_body
 from apps.security.models import ApiKey
@@ -28,7 +30,7 @@ from bodybroker.api import (
     StrictIntegerField,
     StrictSerializer,
 )
-from inference.errors import EngineError, EngineHTTPError
+from inference.errors import EngineHTTPError
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -46,8 +48,17 @@ class InferRequestSerializer(StrictSerializer):
     max_tokens = StrictIntegerField(min_value=1, max_value=4096, default=256)
     temperature = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
     stop = serializers.ListField(child=StrictCharField(), required=False, max_length=4)
+    seed = StrictIntegerField(required=False)
     needs_tools = StrictBooleanField(default=False)
     requires_expert_reasoning = StrictBooleanField(default=False)
+    tools = serializers.ListField(child=serializers.DictField(), required=False, max_length=64)
+    tool_choice = serializers.JSONField(required=False)
+    response_format = serializers.DictField(required=False)
+    cost_sensitivity = serializers.ChoiceField(choices=COST_SENSITIVITIES, default="normal")
+    priority = serializers.ChoiceField(choices=PRIORITIES, required=False)
+    persona = StrictCharField(required=False, max_length=100)
+    npc_id = StrictCharField(required=False, max_length=100)
+    deadline_ms = StrictFloatField(required=False, min_value=1.0, max_value=3_600_000.0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         has_prompt, has_messages = "prompt" in attrs, "messages" in attrs
@@ -86,6 +97,8 @@ class InferAnswerSerializer(serializers.Serializer[Any]):
         },
     )
     latency_ms = serializers.FloatField()
+    fallback_reasons = serializers.ListField(child=serializers.CharField())
+    tool_calls = serializers.ListField(child=serializers.DictField())
 
 
 class JobAttemptSerializer(serializers.ModelSerializer[JobAttempt]):
@@ -151,12 +164,22 @@ class InferView(AsyncAPIView):
             200: InferAnswerSerializer,
             202: OpenApiResponse(description="queued as a Bronze job: {job_id, status}"),
             400: OpenApiResponse(description="invalid request; error.fields names each field"),
-            503: OpenApiResponse(description="the tier's engine could not answer"),
         },
     )
     async def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         serializer = InferRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        key = request.auth if isinstance(request.auth, ApiKey) else None
+        key_limits = limits.limits_for(key) if key is not None else None
+        if key is not None and key_limits is not None:
+            refusal = await limits.check(key.pk, key_limits)
+            if refusal is not None:
+                return Response(
+                    error_body(refusal.message, type_="rate_limited"),
+                    status=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={"Retry-After": str(refusal.retry_after_s)},
+                )
         inference_request = services.InferenceRequest(**serializer.validated_data)
         decision = inference_request.decide()
         if decision.tier == "bronze":
@@ -184,17 +207,14 @@ class InferView(AsyncAPIView):
         try:
             answer = await services.infer(request=inference_request, decision=decision)
         except EngineHTTPError as exc:
-            if not exc.retryable:
-                return Response(
-                    error_body(
-                        f"the {decision.tier} engine rejected the request: {exc}",
-                        type_="invalid_request",
-                    ),
-                    status=status.HTTP_400_BAD_REQUEST,
-                )
-            return _engine_down(decision.tier, exc)
-        except EngineError as exc:
-            return _engine_down(decision.tier, exc)
+            return Response(
+                error_body(
+                    f"the {decision.tier} engine rejected the request: {exc}",
+                    type_="invalid_request",
+                ),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        account_answer(key.pk if key else None, key_limits, answer, started)
         return Response(
             {
                 "text": answer.text,
@@ -203,23 +223,12 @@ class InferView(AsyncAPIView):
                 "model": answer.model,
                 "route_reason": answer.route_reason,
                 "finish_reason": answer.finish_reason,
-                "usage": {
-                    "prompt_tokens": answer.prompt_tokens,
-                    "completion_tokens": answer.completion_tokens,
-                },
+                "usage": answer.usage(),
                 "latency_ms": round(answer.latency_ms, 2),
+                "fallback_reasons": answer.fallback_reasons,
+                "tool_calls": answer.tool_calls,
             }
         )
-
-
-def _engine_down(tier: str, exc: EngineError) -> Response:
-    return Response(
-        error_body(
-            f"the {tier} engine could not answer ({type(exc).__name__}: {exc})",
-            type_="engine_unavailable",
-        ),
-        status=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
 
 
 class JobListView(ListAPIView[Job]):

@@ -37,6 +37,7 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0, help_text="at the Bronze price table")
     submitted_by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -75,6 +76,7 @@ class JobAttempt(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_rows")
     number = models.PositiveIntegerField()
     backend = models.CharField(max_length=200)
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery worker hostname")
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RUNNING)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -89,3 +91,35 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class UsageDaily(models.Model):
+    """Requests, tokens and cost per API key (or person), tier and day — what the budgets use.
+
+    ``cost_usd`` prices tokens at the tier's price table (GPU-hour price ÷ measured throughput);
+    ``reference_cost_usd`` prices the same tokens at the for-pay API the tiers replace.
+    """
+
+    day = models.DateField()
+    tier = models.CharField(max_length=10)
+    key = models.ForeignKey(
+        "security.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.FloatField(default=0.0)
+    reference_cost_usd = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ("-day", "tier")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("day", "tier", "key"),
+                name="usage_daily_unique",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tier} key={self.key_id}: {self.requests} requests"

@@ -1,85 +1,38 @@
-"""Writes for the router: answering inference requests and running Bronze jobs."""
+"""Writes for the router: answering inference requests and running Bronze jobs.
+
+``InferenceRequest`` and ``Answer`` (from ``apps.router.contracts``) are re-exported here for
+other apps, which talk to the router through this module.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from apps.router.engines import tier_client
+from apps.router import chains, costs
+from apps.router.contracts import Answer, InferenceRequest
 from apps.router.models import FINISHED_STATUSES, Job, JobAttempt, JobStatus
-from apps.router.policy import RouteDecision, Sla, route
+from apps.router.policy import RouteDecision
 from apps.security.models import ApiKey
+from bodybroker.broadcast import broadcast
 
 logger = logging.getLogger(__name__)
+__all__ = ["Answer", "InferenceRequest", "infer", "job_submit"]
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceRequest:
-    """What a caller asks of the models, whichever door it came through."""
+async def infer(*, request: InferenceRequest, decision: RouteDecision | None = None) -> Answer:
+    """Answer on the tier the policy (or ``decision``) picks, walking its fallback chain.
 
-    messages: list[dict[str, Any]]
-    sla: Sla = "interactive"
-    max_tokens: int = 256
-    temperature: float | None = None
-    stop: list[str] | None = None
-    needs_tools: bool = False
-    requires_expert_reasoning: bool = False
-
-    def decide(self) -> RouteDecision:
-        return route(
-            sla=self.sla,
-            max_tokens=self.max_tokens,
-            needs_tools=self.needs_tools,
-            requires_expert_reasoning=self.requires_expert_reasoning,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class InferenceAnswer:
-    """A synchronous answer and where it came from."""
-
-    text: str
-    tier: str
-    source: str
-    model: str
-    route_reason: str
-    finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-async def infer(*, request: InferenceRequest, decision: RouteDecision) -> InferenceAnswer:
-    """Ask the Gold or Silver engine the routing decision names and return its answer.
-
-    Raises ``inference.client.EngineError`` when the engine cannot answer. Bronze requests go
-    through :func:`job_submit` instead.
+    Always returns an answer for Gold and Silver (the chain's last link cannot fail); raises
+    ``EngineHTTPError`` only when an engine rejected the request itself (a 4xx). Bronze requests
+    go through :func:`job_submit` instead.
     """
-    client = tier_client(decision.tier)
-    completion = await client.chat(
-        request.messages,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        stop=request.stop,
-    )
-    return InferenceAnswer(
-        text=completion.text,
-        tier=decision.tier,
-        source="model",
-        model=completion.model,
-        route_reason=decision.reason,
-        finish_reason=completion.finish_reason,
-        prompt_tokens=completion.prompt_tokens or 0,
-        completion_tokens=completion.completion_tokens or 0,
-        latency_ms=completion.latency_ms,
-    )
+    return await chains.answer(request, decision)
 
 
 def job_submit(
@@ -94,6 +47,7 @@ def job_submit(
     The task is sent on ``transaction.on_commit`` so a worker never sees an id that is not yet
     in the database (or that a rolled-back transaction never created).
     """
+    from apps.admin_ops.services import audit_job_submit
     from apps.router.tasks import run_bronze_job
 
     user = submitted_by_user if getattr(submitted_by_user, "pk", None) else None
@@ -110,31 +64,94 @@ def job_submit(
             submitted_by_key=submitted_by_key,
         )
         job_id = str(job.id)
+        audit_job_submit(job=job)
         transaction.on_commit(lambda: run_bronze_job.delay(job_id))
     return job
 
 
-def job_claim(*, job_id: str) -> Job | None:
-    """Mark the job running and count the attempt; None if it is finished or unknown.
+def job_event(job: Job) -> dict[str, Any]:
+    """The websocket event for a job's current state (group ``job.<id>``)."""
+    return {
+        "type": "job.update",
+        "job_id": str(job.pk),
+        "status": job.status,
+        "attempts": job.attempts,
+        "result_text": job.result_text,
+        "error": job.error,
+        "usage": {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens},
+        "cost_usd": job.cost_usd,
+    }
 
-    A conditional UPDATE is the claim, so two deliveries of the same task cannot both start a
-    finished job. A job still ``running`` is claimable: that is a redelivery after a lost worker,
-    and the attempt that worker left open is closed as lost.
+
+def _announce(job_id: Any) -> None:
+    job = Job.objects.get(pk=job_id)
+    broadcast(job_group(job.pk), job_event(job))
+
+
+def job_group(job_id: Any) -> str:
+    return f"job.{job_id}"
+
+
+def job_failures_by_backend(*, job_id: str) -> dict[str, int]:
+    """How many attempts failed on each backend (redeliveries continue from these counts)."""
+    failures: dict[str, int] = {}
+    for backend in JobAttempt.objects.filter(
+        job_id=job_id, outcome=JobAttempt.Outcome.FAILED
+    ).values_list("backend", flat=True):
+        failures[backend] = failures.get(backend, 0) + 1
+    return failures
+
+
+def job_requeued(*, job: Job) -> None:
+    """Back to ``queued`` while the retry waits out its backoff; announced to subscribers."""
+    Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+    _announce(job.pk)
+
+
+class JobBusy(Exception):
+    """Another live worker is running this job: this delivery is a duplicate and must wait."""
+
+
+@transaction.atomic
+def job_claim(*, job_id: str, backend_for: Any, worker: str = "") -> tuple[Job, JobAttempt] | None:
+    """Claim a job for ``worker``: mark it running and open its next attempt.
+
+    Returns None if the job is finished or unknown. Locks the job row, so two deliveries of the
+    same task are decided one after the other. A job still ``running`` is a redelivery: if the
+    worker that opened the last attempt is another worker that is still alive (its heartbeat is
+    fresh), this delivery is a duplicate and ``JobBusy`` is raised; otherwise that attempt is
+    closed as lost and this worker takes over — so a job runs to completion exactly once.
+    ``backend_for(failures_by_backend)`` names the backend the new attempt uses (or None when
+    every backend is exhausted, which fails the job).
     """
-    now = timezone.now()
-    claimed = Job.objects.filter(
-        pk=job_id, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
-    ).update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now)
-    if not claimed:
+    from apps.admin_ops.selectors import workers_alive
+
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None or job.status in FINISHED_STATUSES:
         return None
-    JobAttempt.objects.filter(job_id=job_id, outcome=JobAttempt.Outcome.RUNNING).update(
-        outcome=JobAttempt.Outcome.FAILED, error="worker lost before finishing", finished_at=now
+    now = timezone.now()
+    window = settings.BODYBROKER_WORKER_HEARTBEAT_S * 3
+    for attempt in job.attempt_rows.filter(outcome=JobAttempt.Outcome.RUNNING):
+        elsewhere = attempt.worker and attempt.worker != worker
+        if elsewhere and workers_alive(within_s=window).filter(hostname=attempt.worker).exists():
+            raise JobBusy(attempt.worker)
+        attempt.outcome = JobAttempt.Outcome.FAILED
+        attempt.error = "worker lost before finishing"
+        attempt.finished_at = now
+        attempt.save(update_fields=["outcome", "error", "finished_at"])
+    backend = backend_for(job_failures_by_backend(job_id=job_id))
+    if backend is None:
+        job_fail(job_id=job.pk, error="every Bronze backend failed; see the attempts")
+        return None
+    job.status = JobStatus.RUNNING
+    job.attempts += 1
+    job.started_at = now
+    job.save(update_fields=["status", "attempts", "started_at"])
+    attempt = JobAttempt.objects.create(
+        job=job, number=job.attempts, backend=backend, worker=worker
     )
-    return Job.objects.get(pk=job_id)
-
-
-def job_attempt_start(*, job: Job, backend: str) -> JobAttempt:
-    return JobAttempt.objects.create(job=job, number=job.attempts, backend=backend)
+    _announce(job.pk)
+    return job, attempt
 
 
 def job_attempt_fail(*, attempt: JobAttempt, error: str, latency_ms: float) -> None:
@@ -155,7 +172,11 @@ def job_succeed(
     completion_tokens: int,
     latency_ms: float,
 ) -> bool:
-    """Record the result; False (and nothing written) if another delivery finished it first."""
+    """Record the result and its cost; False (nothing written) if another delivery won.
+
+    Emits ``job.update`` to the job's websocket group on commit and counts the usage against
+    the submitting key's day.
+    """
     now = timezone.now()
     updated = (
         Job.objects.filter(pk=job.pk)
@@ -166,6 +187,7 @@ def job_succeed(
             error="",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cost_usd=costs.cost_usd("bronze", prompt_tokens, completion_tokens),
             finished_at=now,
         )
     )
@@ -173,6 +195,15 @@ def job_succeed(
     attempt.finished_at = now
     attempt.latency_ms = latency_ms
     attempt.save(update_fields=["outcome", "finished_at", "latency_ms"])
+    if updated:
+        costs.usage_add(
+            key_id=job.submitted_by_key_id,
+            tier="bronze",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        transaction.on_commit(costs.usage_flush)
+        _announce(job.pk)
     return bool(updated)
 
 
@@ -183,6 +214,8 @@ def job_fail(*, job_id: Any, error: str) -> bool:
         .exclude(status__in=FINISHED_STATUSES)
         .update(status=JobStatus.FAILED, error=error[:2000], finished_at=timezone.now())
     )
+    if updated:
+        _announce(job_id)
     return bool(updated)
 
 

@@ -7,75 +7,82 @@ import random
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from celery import shared_task
 from django.conf import settings
 
 from apps.router import services
-from apps.router.engines import engine_timeouts, tier_endpoint
-from inference.client import Completion, EngineClient
+from apps.router.bronze import backends
 from inference.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
-MAX_RETRIES = 3
-BACKOFF_BASE_S = 2.0
-BACKOFF_CAP_S = 60.0
 
-
-def backoff_delay(retries: int) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^retries)]."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**retries))  # noqa: S311
-
-
-async def _complete(url: str, model: str, request: dict[str, Any]) -> Completion:
-    # A worker runs each job on a fresh event loop, so it owns a client for the job's duration.
-    client = EngineClient(url, model, timeouts=engine_timeouts())
-    try:
-        return await client.chat(
-            request["messages"],
-            max_tokens=request["max_tokens"],
-            temperature=request.get("temperature"),
-            stop=request.get("stop"),
-        )
-    finally:
-        await client.aclose()
+def backoff_delay(tries: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(60 s, base·2^tries)]."""
+    ceiling = min(60.0, settings.BODYBROKER_BRONZE_BACKOFF_BASE_S * 2**tries)
+    return random.uniform(0, ceiling)  # noqa: S311 — jitter, not cryptography
 
 
 @shared_task(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
+    max_retries=None,  # the job's attempt rows bound the retries, per backend
     soft_time_limit=int(settings.BODYBROKER_BRONZE_TIMEOUT_S),
     time_limit=int(settings.BODYBROKER_BRONZE_TIMEOUT_S) + 30,
 )
 def run_bronze_job(self: Any, job_id: str) -> None:
-    """Run one Bronze job to completion. Idempotent: a finished job is left alone."""
-    job = services.job_claim(job_id=job_id)
-    if job is None:
+    """Run one Bronze job to completion. Idempotent: a finished job is left alone.
+
+    Each backend gets ``BODYBROKER_BRONZE_TRIES_PER_BACKEND`` tries (counted from the job's
+    attempt rows, so a redelivered task continues where the lost worker stopped), with
+    exponential backoff and jitter between tries, before the next backend takes over.
+    """
+    chain = backends()
+    tries = settings.BODYBROKER_BRONZE_TRIES_PER_BACKEND
+
+    def backend_for(failed: dict[str, int]) -> str | None:
+        return next((b.label for b in chain if failed.get(b.label, 0) < tries), None)
+
+    try:
+        claimed = services.job_claim(
+            job_id=job_id, backend_for=backend_for, worker=self.request.hostname or ""
+        )
+    except services.JobBusy as busy:
+        logger.info("bronze job %s is running on %s; checking again later", job_id, busy)
+        raise self.retry(countdown=settings.BODYBROKER_WORKER_HEARTBEAT_S * 3) from None
+    if claimed is None:
         logger.info("bronze job %s is finished or unknown; nothing to do", job_id)
         return
-    url, model = tier_endpoint("bronze")
-    attempt = services.job_attempt_start(job=job, backend=url)
+    job, attempt = claimed
+    backend = next(b for b in chain if b.label == attempt.backend)
+    failed = services.job_failures_by_backend(job_id=job_id)
     started = time.perf_counter()
     try:
-        completion = async_to_sync(_complete)(url, model, job.request)
+        result = backend.complete(job_id=str(job.pk), attempt=attempt.number, request=job.request)
     except EngineError as exc:
-        elapsed = (time.perf_counter() - started) * 1000
+        error = f"{type(exc).__name__}: {exc}"
         services.job_attempt_fail(
-            attempt=attempt, error=f"{type(exc).__name__}: {exc}", latency_ms=elapsed
+            attempt=attempt, error=error, latency_ms=(time.perf_counter() - started) * 1000
         )
-        if getattr(exc, "retryable", True) and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=backoff_delay(self.request.retries)) from exc
-        services.job_fail(job_id=job.pk, error=f"{type(exc).__name__}: {exc}")
-        return
+        if not exc.retryable:
+            services.job_fail(job_id=job.pk, error=error)
+            return
+        tried_here = failed.get(backend.label, 0) + 1
+        more_here = tried_here < tries
+        more_elsewhere = chain.index(backend) < len(chain) - 1
+        if not (more_here or more_elsewhere):
+            services.job_fail(job_id=job.pk, error=f"every Bronze backend failed; last: {error}")
+            return
+        services.job_requeued(job=job)
+        delay = backoff_delay(tried_here - 1) if more_here else 0.0
+        raise self.retry(exc=exc, countdown=delay) from exc
     services.job_succeed(
         job=job,
         attempt=attempt,
-        text=completion.text,
-        prompt_tokens=completion.prompt_tokens or 0,
-        completion_tokens=completion.completion_tokens or 0,
+        text=result.text,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
     )
 

@@ -1,12 +1,13 @@
-"""Jobs pages: submit a Bronze job, watch it run, read its attempts."""
+"""Router pages: submit a Bronze job and watch it run; the Prometheus metrics endpoint."""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from apps.router import selectors, services
+from apps.security.errors import error_body
 from apps.security.scopes import ADMIN, JOBS
 from apps.security.selectors import user_scopes
 
@@ -53,3 +54,27 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     if job is None:
         raise Http404("no such job")
     return render(request, "pages/job_detail.html", {"job": job})
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition of the router's metrics: an ``admin`` key or an admin's session."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from apps.router.metrics import QUEUE_DEPTH, REGISTRY
+    from apps.router.models import Job, JobStatus
+    from apps.security.selectors import api_key_authenticate, raw_key_from_headers
+
+    raw = raw_key_from_headers(request.headers)
+    if raw is not None:
+        key = api_key_authenticate(raw)
+        allowed = key is not None and ADMIN in key.scopes
+    else:
+        allowed = ADMIN in user_scopes(request.user)
+    if not allowed:
+        return JsonResponse(
+            error_body("metrics need the 'admin' scope", type_="permission_denied"),
+            status=401 if raw is None and not request.user.is_authenticated else 403,
+        )
+    for state in (JobStatus.QUEUED, JobStatus.RUNNING):
+        QUEUE_DEPTH.labels(state).set(Job.objects.filter(status=state).count())
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

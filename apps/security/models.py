@@ -26,6 +26,15 @@ class ApiKey(models.Model):
         related_name="api_keys",
         help_text="The person accountable for the key, when there is one.",
     )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: BODYBROKER_DEFAULT_RPM (0 there = no limit)."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: BODYBROKER_DEFAULT_TPM (0 there = no limit)."
+    )
+    daily_budget_usd = models.FloatField(
+        null=True, blank=True, help_text="Cost per UTC day at the tier price table; empty = none."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -40,6 +40,9 @@ def api_key_create(
     key = ApiKey.objects.create(
         name=name, prefix=prefix, digest=digest_key(raw_key), scopes=list(parsed), owner=owner
     )
+    from apps.admin_ops.services import audit_api_key
+
+    audit_api_key(key=key, action="api_key.create")
     return key, raw_key
 
 
@@ -48,6 +51,9 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        from apps.admin_ops.services import audit_api_key
+
+        audit_api_key(key=key, action="api_key.revoke")
     return key
 
 

@@ -7,3 +7,8 @@ class StoryConfig(AppConfig):
     name = "apps.story"
     label = "story"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from apps.story import approvals
+
+        approvals.register()

@@ -1,20 +1,552 @@
-"""Writers' pages."""
+"""Writers' pages: the lore list, editor with live preview, history and diffs, publishing with
+its consistency report, "ask an NPC", quest graphs, the storyteller and the asset catalog.
+
+Each view returns the whole page, or only its partial for an htmx request; form errors come
+back as the same partial with a 4xx status and are shown inline (``static/story/lore.js`` lets
+htmx swap them).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from apps.router import services as router_services
+from apps.security.scopes import LORE
+from apps.security.selectors import user_scopes
+from apps.story import selectors, services
+from apps.story.markup import render_markdown
+from apps.story.models import (
+    CONTENT_FIELDS,
+    SPOILER_LEVELS,
+    Asset,
+    AssetKind,
+    LoreEntry,
+    LoreKind,
+    LoreStatus,
+    Quest,
+)
+from inference.errors import EngineError
+
+View = Callable[..., Any]
+
+
+def lore_required(view: View) -> View:
+    """Signed in, with the lore scope (writers, editors, admins)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if LORE not in user_scopes(request.user):
+            raise PermissionDenied("the lore workspace needs the 'lore' scope")
+        response: HttpResponse = view(request, *args, **kwargs)
+        return response
+
+    return login_required(wrapped)
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _hx_redirect(request: HttpRequest, url: str) -> HttpResponse:
+    if _is_htmx(request):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _entry_or_404(slug: str) -> LoreEntry:
+    entry = selectors.lore_entry(slug=slug)
+    if entry is None:
+        raise Http404(f"no lore entry '{slug}'")
+    return entry
+
+
+def _render_body(body: str) -> str:
+    from apps.story.markup import LinkSyntaxError, parse_links
+
+    try:
+        slugs = [link.target_slug for link in parse_links(body)]
+    except LinkSyntaxError:
+        slugs = []
+    existing = selectors.lore_slugs_existing(slugs)
+    return render_markdown(body, exists=existing.__contains__)
+
+
+def _form_fields(request: HttpRequest) -> dict[str, Any]:
+    post = request.POST
+    spoiler_raw = post.get("spoiler_level", "0")
+    return {
+        "kind": post.get("kind", LoreKind.FREEFORM),
+        "title": post.get("title", ""),
+        "summary": post.get("summary", ""),
+        "body": post.get("body", ""),
+        "tags": [t for t in (s.strip() for s in post.get("tags", "").split(",")) if t],
+        "knowledge_scope": post.getlist("knowledge_scope"),
+        "spoiler_level": int(spoiler_raw) if spoiler_raw.isdigit() else spoiler_raw,
+    }
+
+
+def _editor_context(**extra: Any) -> dict[str, Any]:
+    return {
+        "kinds": LoreKind.choices,
+        "spoilers": SPOILER_LEVELS,
+        "personas": selectors.lore_personas(),
+        **extra,
+    }
+
+
+# --- list ----------------------------------------------------------------------------------------
+
+
+@lore_required
+def lore(request: HttpRequest) -> HttpResponse:
+    filters = {
+        "kind": request.GET.get("kind", "") if request.GET.get("kind") in LoreKind.values else "",
+        "status": request.GET.get("status", "")
+        if request.GET.get("status") in LoreStatus.values
+        else "",
+        "tag": request.GET.get("tag", "")[:40],
+        "q": request.GET.get("q", "")[:200],
+    }
+    entries = selectors.lore_entries(**filters)[:200]
+    context = {"entries": entries, "filters": filters}
+    if _is_htmx(request) and request.headers.get("HX-Target") == "results":
+        return render(request, "story/partials/entry_list.html", context)
+    context.update(kinds=LoreKind.choices, statuses=LoreStatus.choices, tags=selectors.lore_tags())
+    return render(request, "story/lore_list.html", context)
+
+
+# --- create, read, edit ---------------------------------------------------------------------------
+
+
+@lore_required
+def lore_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        fields = _form_fields(request)
+        slug = request.POST.get("slug", "").strip() or None
+        try:
+            result = services.lore_entry_create(
+                fields=fields,
+                slug=slug,
+                message=request.POST.get("message", ""),
+                author=request.user,
+            )
+        except services.LoreValidationError as exc:
+            context = _editor_context(
+                entry=None, form=fields, slug=slug or "", errors=exc.fields, base_revision=0
+            )
+            return render(request, "story/partials/editor_form.html", context, status=400)
+        url = reverse("lore-entry", args=[result.entry.slug])
+        if result.warnings:
+            url += "?saved=1"
+        return _hx_redirect(request, url)
+    form = {"kind": request.GET.get("kind", LoreKind.FREEFORM), "spoiler_level": 0}
+    context = _editor_context(
+        entry=None, form=form, slug=request.GET.get("slug", ""), errors={}, base_revision=0
+    )
+    return render(request, "story/lore_edit.html", context)
+
+
+@lore_required
+def lore_entry(request: HttpRequest, slug: str) -> HttpResponse:
+    entry = _entry_or_404(slug)
+    links = selectors.lore_links(entry=entry)
+    broken = [link for link in links["outgoing"] if link.target_id is None]
+    return render(
+        request,
+        "story/lore_entry.html",
+        {
+            "entry": entry,
+            "html": _render_body(entry.body),
+            "links": links,
+            "broken": broken,
+            "can_publish": services.lore_publish_allowed(user=request.user),
+            "assets": entry.assets.all(),
+        },
+    )
+
+
+@lore_required
+def lore_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    entry = _entry_or_404(slug)
+    if request.method == "POST":
+        fields = _form_fields(request)
+        base_raw = request.POST.get("base_revision", "")
+        base = int(base_raw) if base_raw.isdigit() else -1
+        try:
+            services.lore_entry_update(
+                slug=slug,
+                base_revision=base,
+                changes=fields,
+                message=request.POST.get("message", ""),
+                author=request.user,
+            )
+        except services.LoreValidationError as exc:
+            context = _editor_context(
+                entry=entry, form=fields, slug=slug, errors=exc.fields, base_revision=base
+            )
+            return render(request, "story/partials/editor_form.html", context, status=400)
+        except services.LoreConflictError as exc:
+            context = _editor_context(
+                entry=entry,
+                form=fields,
+                slug=slug,
+                errors={},
+                base_revision=exc.current.number,
+                conflict=exc,
+                conflict_rows=selectors.text_diff(exc.current.body, fields["body"]),
+            )
+            return render(request, "story/partials/editor_form.html", context, status=409)
+        return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+    form = {name: getattr(entry, name) for name in CONTENT_FIELDS}
+    context = _editor_context(
+        entry=entry, form=form, slug=slug, errors={}, base_revision=entry.head_number
+    )
+    return render(request, "story/lore_edit.html", context)
+
+
+@require_POST
+@lore_required
+def lore_preview(request: HttpRequest) -> HttpResponse:
+    """Live preview: the body rendered as readers will see it, and any link problems."""
+    from apps.story.markup import LinkSyntaxError, parse_links
+
+    body = request.POST.get("body", "")
+    problems: list[str] = []
+    try:
+        links = parse_links(body)
+        existing = selectors.lore_slugs_existing([link.target_slug for link in links])
+        problems = [
+            f"[[{link.target_slug}]] (line {link.line}) links to no entry yet"
+            for link in links
+            if link.target_slug not in existing
+        ]
+    except LinkSyntaxError as exc:
+        problems = [f"invalid links: {exc}"]
+    return render(
+        request,
+        "story/partials/preview.html",
+        {"html": _render_body(body), "problems": problems},
+    )
+
+
+# --- history, diff, restore ----------------------------------------------------------------------
+
+
+@lore_required
+def lore_history(request: HttpRequest, slug: str) -> HttpResponse:
+    entry = _entry_or_404(slug)
+    return render(
+        request,
+        "story/lore_history.html",
+        {"entry": entry, "revisions": selectors.lore_history(entry=entry)},
+    )
+
+
+@lore_required
+def lore_diff(request: HttpRequest, slug: str) -> HttpResponse:
+    entry = _entry_or_404(slug)
+    try:
+        a = int(request.GET.get("a", entry.head_number - 1))
+        b = int(request.GET.get("b", entry.head_number))
+    except ValueError as exc:
+        raise Http404("revisions are numbers") from exc
+    old = selectors.lore_revision(entry=entry, number=min(a, b))
+    new = selectors.lore_revision(entry=entry, number=max(a, b))
+    if old is None or new is None:
+        raise Http404("no such revision")
+    return render(
+        request,
+        "story/lore_diff.html",
+        {"entry": entry, "diff": selectors.lore_revision_diff(old=old, new=new)},
+    )
+
+
+@require_POST
+@lore_required
+def lore_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    entry = _entry_or_404(slug)
+    base_raw = request.POST.get("base_revision", "")
+    try:
+        services.lore_entry_restore(
+            slug=slug,
+            number=number,
+            base_revision=int(base_raw) if base_raw.isdigit() else -1,
+            author=request.user,
+        )
+    except (services.LoreConflictError, services.LoreValidationError) as exc:
+        return render(
+            request,
+            "story/lore_history.html",
+            {
+                "entry": entry,
+                "revisions": selectors.lore_history(entry=entry),
+                "error": str(exc),
+            },
+            status=409 if isinstance(exc, services.LoreConflictError) else 400,
+        )
+    return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+
+
+# --- publishing ----------------------------------------------------------------------------------
+
+
+@lore_required
+def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
+    """The editor's review: rule checks and the Bronze review of the newest revision, then the
+    publish button (tied to the revision reviewed)."""
+    entry = _entry_or_404(slug)
+    can_publish = services.lore_publish_allowed(user=request.user)
+    error = ""
+    status = 200
+    if request.method == "POST":
+        revision_raw = request.POST.get("revision", "")
+        try:
+            services.lore_entry_publish(
+                slug=slug,
+                revision_number=int(revision_raw) if revision_raw.isdigit() else -1,
+                published_by=request.user,
+            )
+        except services.LorePermissionError as exc:
+            error, status = str(exc), 403
+        except services.LoreConflictError as exc:
+            error, status = f"{exc}. Review the new revision before publishing.", 409
+        else:
+            return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+    review = selectors.story_review_for(entry=entry)
+    if review is None and can_publish and request.method == "GET":
+        review = services.storyteller_review_request(slug=slug, requested_by=request.user)
+    return render(
+        request,
+        "story/lore_publish.html",
+        {
+            "entry": entry,
+            "findings": selectors.lore_consistency_report(entry=entry),
+            "review": review,
+            "can_publish": can_publish,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+# --- storyteller ---------------------------------------------------------------------------------
+
+
+@lore_required
+def storyteller(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        parts_raw = request.POST.get("parts", "3")
+        try:
+            story_job = services.storyteller_arc_request(
+                theme=request.POST.get("theme", ""),
+                parts=int(parts_raw) if parts_raw.isdigit() else -1,
+                requested_by=request.user,
+            )
+        except services.LoreValidationError as exc:
+            errors = exc.fields
+        else:
+            return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
+    return render(
+        request,
+        "story/storyteller.html",
+        {"jobs": selectors.story_jobs(user=request.user), "errors": errors, "form": request.POST},
+        status=400 if errors else 200,
+    )
+
+
+@require_POST
+@lore_required
+def lore_expand(request: HttpRequest, slug: str) -> HttpResponse:
+    _entry_or_404(slug)
+    try:
+        story_job = services.storyteller_expand_request(
+            slug=slug, instructions=request.POST.get("instructions", ""), requested_by=request.user
+        )
+    except services.LoreValidationError as exc:
+        return HttpResponse("; ".join(m for ms in exc.fields.values() for m in ms), status=400)
+    return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
+
+
+@lore_required
+def story_job(request: HttpRequest, story_job_id: str) -> HttpResponse:
+    job = selectors.story_job(story_job_id=story_job_id)
+    if job is None:
+        raise Http404("no such storyteller job")
+    template = "story/partials/story_job.html" if _is_htmx(request) else "story/story_job.html"
+    return render(request, template, {"story_job": job})
+
+
+# --- ask an NPC ----------------------------------------------------------------------------------
 
 
 @login_required
-def lore(request: HttpRequest) -> HttpResponse:
+async def lore_ask(request: HttpRequest) -> HttpResponse:
+    """Preview how an NPC would answer, grounded in the lore its persona may know."""
+    scopes = await sync_to_async(user_scopes)(request.user)
+    if LORE not in scopes:
+        raise PermissionDenied("the lore workspace needs the 'lore' scope")
+    if request.method != "POST":
+        personas = await sync_to_async(lambda: list(selectors.lore_personas()))()
+        return render(request, "story/lore_ask.html", {"personas": personas})
+    persona_slug = request.POST.get("persona", "")
+    question = request.POST.get("question", "").strip()
+    persona = await sync_to_async(selectors.lore_personas().filter(slug=persona_slug).first)()
+    if persona is None or not question or len(question) > 1000:
+        return render(
+            request,
+            "story/partials/ask_answer.html",
+            {"error": "Pick an NPC and ask a question of 1–1000 characters."},
+            status=400,
+        )
+    context = await sync_to_async(selectors.lore_context)(
+        query=question, persona=persona.slug, limit=4, max_spoiler=None
+    )
+    from apps.story.prompts import npc_messages
+
+    request_ = router_services.InferenceRequest(
+        messages=npc_messages(persona=persona, question=question, context=context),
+        sla="interactive",
+        max_tokens=96,
+    )
+    try:
+        answer = await router_services.infer(request=request_)
+    except EngineError as exc:
+        return render(
+            request,
+            "story/partials/ask_answer.html",
+            {"error": f"The Silver tier could not answer: {exc}", "context": context},
+            status=503,
+        )
     return render(
         request,
-        "pages/section.html",
-        {
-            "heading": "Lore",
-            "summary": "The lore workspace: characters, locations, factions, items, events and "
-            "rules, versioned and linked. No entries have been written yet.",
-        },
+        "story/partials/ask_answer.html",
+        {"answer": answer, "persona": persona, "context": context},
     )
+
+
+# --- quests --------------------------------------------------------------------------------------
+
+
+@lore_required
+def quests(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        try:
+            quest = services.quest_create(
+                title=request.POST.get("title", ""),
+                summary=request.POST.get("summary", ""),
+                slug=request.POST.get("slug", ""),
+                created_by=request.user,
+            )
+        except services.LoreValidationError as exc:
+            errors = exc.fields
+        else:
+            return _hx_redirect(request, reverse("quest", args=[quest.slug]))
+    return render(
+        request,
+        "story/quests.html",
+        {"quests": selectors.quests(), "errors": errors, "form": request.POST},
+        status=400 if errors else 200,
+    )
+
+
+@lore_required
+def quest(request: HttpRequest, slug: str) -> HttpResponse:
+    """The quest graph: SVG view, validation, and forms that edit it in place."""
+    quest_obj = get_object_or_404(Quest, slug=slug)
+    errors: dict[str, list[str]] = {}
+    status = 200
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "node":
+                services.quest_node_save(
+                    quest=quest_obj,
+                    key=request.POST.get("key", ""),
+                    title=request.POST.get("title", ""),
+                    text=request.POST.get("text", ""),
+                    is_start=request.POST.get("is_start") == "on",
+                    is_ending=request.POST.get("is_ending") == "on",
+                    lore_refs=[
+                        r.strip() for r in request.POST.get("lore_refs", "").split(",") if r.strip()
+                    ],
+                )
+            elif action == "edge":
+                services.quest_edge_add(
+                    quest=quest_obj,
+                    source_key=request.POST.get("source", ""),
+                    target_key=request.POST.get("target", ""),
+                    condition=request.POST.get("condition", ""),
+                )
+            elif action == "delete-node":
+                services.quest_node_delete(quest=quest_obj, key=request.POST.get("key", ""))
+            elif action == "delete-edge":
+                edge_raw = request.POST.get("edge", "")
+                services.quest_edge_delete(
+                    quest=quest_obj, edge_id=int(edge_raw) if edge_raw.isdigit() else -1
+                )
+            else:
+                errors = {"action": ["unknown action"]}
+        except services.LoreValidationError as exc:
+            errors = exc.fields
+        status = 400 if errors else 200
+    context = {"graph": selectors.quest_graph(quest=quest_obj), "errors": errors}
+    if _is_htmx(request):
+        return render(request, "story/partials/quest_graph.html", context, status=status)
+    return render(request, "story/quest.html", context, status=status)
+
+
+# --- assets --------------------------------------------------------------------------------------
+
+
+@lore_required
+def assets(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            errors = {"file": ["choose a file"]}
+        else:
+            try:
+                services.asset_upload(
+                    kind=request.POST.get("kind", ""),
+                    name=request.POST.get("name", ""),
+                    upload=upload,
+                    entry_slugs=[
+                        s.strip() for s in request.POST.get("entries", "").split(",") if s.strip()
+                    ],
+                    uploaded_by=request.user,
+                )
+            except services.LoreValidationError as exc:
+                errors = exc.fields
+            else:
+                return redirect("lore-assets")
+    return render(
+        request,
+        "story/assets.html",
+        {
+            "assets": Asset.objects.prefetch_related("entries")[:200],
+            "kinds": AssetKind.choices,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
+    )
+
+
+@lore_required
+def asset_file(request: HttpRequest, asset_id: int) -> FileResponse:
+    asset = get_object_or_404(Asset, pk=asset_id)
+    return FileResponse(asset.file.open("rb"), content_type=asset.content_type)

@@ -9,6 +9,7 @@ channel layer and Celery's broker. The README lists every variable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.admin_ops.middleware.RequestIdMiddleware",  # request ids + audit actor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -124,7 +126,10 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # Longer than the longest Bronze job: an unacknowledged task is redelivered after this.
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+        # How often a worker sweeps for messages a lost worker left unacknowledged.
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL_S", 10, minimum=1),
+        "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10, minimum=1),
         "global_keyprefix": env_str("BODYBROKER_CELERY_PREFIX", ""),
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = True
@@ -164,32 +169,87 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "apps.router.tasks.fail_stale_jobs",
         "schedule": 60.0,
     },
+    "expire-change-requests": {
+        "task": "apps.admin_ops.tasks.expire_change_requests",
+        "schedule": 60.0,
+    },
 }
 BODYBROKER_WORKER_HEARTBEAT_S = env_float("BODYBROKER_WORKER_HEARTBEAT_S", 5.0, minimum=0.5)
 
+# --- AWS (admin cloud actions and queries through boto3) ---------------------------------------
+# Credentials come from boto3's usual chain (env, AWS_PROFILE, instance role), never from here.
+# BODYBROKER_AWS_ENDPOINT_URL points boto3 at a stand-in (moto server, LocalStack).
+BODYBROKER_AWS_REGION = env_str("BODYBROKER_AWS_REGION", "us-east-1")
+BODYBROKER_AWS_ENDPOINT_URL = env_str("BODYBROKER_AWS_ENDPOINT_URL") or None
+
 # --- Tiers and engines ------------------------------------------------------------------------
-# Each tier is one or more OpenAI-compatible base URLs (comma-separated) and the model name the
-# engine serves. The defaults are the local CPU engines that `make run` starts.
-BODYBROKER_TIERS = {
+# Each tier is one or more OpenAI-compatible base URLs (comma-separated replicas) and the model
+# name the engine serves, plus the fallback pool of its "smaller model" link. The defaults are
+# the local CPU engines `make run` starts; on the CPU each tier falls back to the other engine.
+_GOLD_URLS = env_list("BODYBROKER_GOLD_URLS", ["http://127.0.0.1:8101"])
+_SILVER_URLS = env_list("BODYBROKER_SILVER_URLS", ["http://127.0.0.1:8102"])
+BODYBROKER_TIERS: dict[str, dict[str, Any]] = {
     "gold": {
-        "urls": env_list("BODYBROKER_GOLD_URLS", ["http://127.0.0.1:8101"]),
+        "urls": _GOLD_URLS,
         "model": env_str("BODYBROKER_GOLD_MODEL_NAME", "gold"),
+        "engine": env_str("BODYBROKER_GOLD_ENGINE", "cpu"),
+        "fallback_urls": env_list("BODYBROKER_GOLD_FALLBACK_URLS", _SILVER_URLS),
+        "fallback_model": env_str("BODYBROKER_GOLD_FALLBACK_MODEL_NAME", "silver"),
     },
     "silver": {
-        "urls": env_list("BODYBROKER_SILVER_URLS", ["http://127.0.0.1:8102"]),
+        "urls": _SILVER_URLS,
         "model": env_str("BODYBROKER_SILVER_MODEL_NAME", "silver"),
+        "engine": env_str("BODYBROKER_SILVER_ENGINE", "cpu"),
+        "fallback_urls": env_list("BODYBROKER_SILVER_FALLBACK_URLS", _GOLD_URLS),
+        "fallback_model": env_str("BODYBROKER_SILVER_FALLBACK_MODEL_NAME", "gold"),
     },
     "bronze": {
-        # Bronze runs as Celery jobs; by default against the local Silver engine.
-        "urls": env_list("BODYBROKER_BRONZE_URLS", ["http://127.0.0.1:8102"]),
+        # Bronze runs as Celery jobs; by default against the local Silver engine, then Gold's.
+        "urls": env_list("BODYBROKER_BRONZE_URLS", _SILVER_URLS),
         "model": env_str("BODYBROKER_BRONZE_MODEL_NAME", "silver"),
+        "engine": env_str("BODYBROKER_BRONZE_ENGINE", "cpu"),
+        "fallback_urls": env_list("BODYBROKER_BRONZE_FALLBACK_URLS", _GOLD_URLS),
+        "fallback_model": env_str("BODYBROKER_BRONZE_FALLBACK_MODEL_NAME", "gold"),
     },
 }
+BODYBROKER_ROUTING_POLICY = env_str("BODYBROKER_ROUTING_POLICY", "apps.router.policy:route")
+# Per endpoint: real-time requests and background requests wait in separate lines (the seed's
+# real-time queue of 4 and background queue of 32).
+BODYBROKER_REALTIME_CONCURRENCY = env_int("BODYBROKER_REALTIME_CONCURRENCY", 4, minimum=1)
+BODYBROKER_BACKGROUND_CONCURRENCY = env_int("BODYBROKER_BACKGROUND_CONCURRENCY", 32, minimum=1)
+BODYBROKER_HEALTH_INTERVAL_S = env_float("BODYBROKER_HEALTH_INTERVAL_S", 5.0, minimum=0.1)
+BODYBROKER_RESPONSE_CACHE_SIZE = env_int("BODYBROKER_RESPONSE_CACHE_SIZE", 1000, minimum=0)
+BODYBROKER_RESPONSE_CACHE_TTL_S = env_float("BODYBROKER_RESPONSE_CACHE_TTL_S", 300.0, minimum=0)
+# Price table (cost per request = GPU-hour price ÷ throughput). Instances are the seed's, at
+# on-demand prices; throughputs are planning figures for batched serving — replace them with
+# measured ones (BODYBROKER_PRICES_JSON='{"gold": {"gpu_hour_usd": …, "tokens_per_s": …}, …}').
+BODYBROKER_PRICES: dict[str, dict[str, float]] = {
+    "gold": {"gpu_hour_usd": 0.8048, "tokens_per_s": 2500.0},  # g6.xlarge, 1× L4
+    "silver": {"gpu_hour_usd": 4.6016, "tokens_per_s": 2000.0},  # g6.12xlarge, 4× L4
+    "bronze": {"gpu_hour_usd": 393.28, "tokens_per_s": 4000.0},  # 4× p5.48xlarge
+}
+if env_str("BODYBROKER_PRICES_JSON"):
+    import json as _json
+
+    BODYBROKER_PRICES.update(_json.loads(env_str("BODYBROKER_PRICES_JSON")))
+BODYBROKER_REFERENCE_USD_PER_1K_TOKENS = env_float(
+    "BODYBROKER_REFERENCE_USD_PER_1K_TOKENS", 0.01, minimum=0
+)
+# Per-key limits when a key sets none (0 = no limit). Keys can set their own, and a daily budget.
+BODYBROKER_DEFAULT_RPM = env_int("BODYBROKER_DEFAULT_RPM", 0, minimum=0)
+BODYBROKER_DEFAULT_TPM = env_int("BODYBROKER_DEFAULT_TPM", 0, minimum=0)
+BODYBROKER_BRONZE_SYNC_WAIT_S = env_float("BODYBROKER_BRONZE_SYNC_WAIT_S", 300.0, minimum=1)
 BODYBROKER_ENGINE_TIMEOUTS = {
     "connect": env_float("BODYBROKER_CONNECT_TIMEOUT_S", 1.0, minimum=0.01),
     "first_token": env_float("BODYBROKER_FIRST_TOKEN_TIMEOUT_S", 10.0, minimum=0.01),
     "total": env_float("BODYBROKER_TOTAL_TIMEOUT_S", 60.0, minimum=0.01),
 }
+# Bronze backends, in order (engine, engine-fallback, sagemaker); empty = the default order.
+BODYBROKER_BRONZE_BACKENDS = env_list("BODYBROKER_BRONZE_BACKENDS")
+BODYBROKER_BRONZE_TRIES_PER_BACKEND = env_int("BODYBROKER_BRONZE_TRIES_PER_BACKEND", 3, minimum=1)
+BODYBROKER_BRONZE_BACKOFF_BASE_S = env_float("BODYBROKER_BRONZE_BACKOFF_BASE_S", 2.0, minimum=0)
+BODYBROKER_SAGEMAKER_ENDPOINT = env_str("BODYBROKER_SAGEMAKER_ENDPOINT")
+BODYBROKER_SAGEMAKER_S3_URI = env_str("BODYBROKER_SAGEMAKER_S3_URI", "s3://bodybroker-bronze/jobs")
 BODYBROKER_BRONZE_TIMEOUT_S = env_float("BODYBROKER_BRONZE_TIMEOUT_S", 600.0, minimum=1.0)
 BODYBROKER_MAX_PROMPT_CHARS = env_int("BODYBROKER_MAX_PROMPT_CHARS", 32_000, minimum=1)
 
@@ -236,7 +296,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic, and gets hashed, compressed, long-cached files.
 STATIC_ROOT = env_str("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = STATIC_ROOT is None
-STORAGES = {
+STORAGES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -245,6 +305,37 @@ STORAGES = {
     },
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Lore (apps.story): retrieval index, limits, asset storage --------------------------------
+BODYBROKER_LORE_MAX_BODY_CHARS = env_int("BODYBROKER_LORE_MAX_BODY_CHARS", 100_000, minimum=100)
+BODYBROKER_LORE_INDEX = env_str("BODYBROKER_LORE_INDEX", "embedded")  # or "opensearch"
+if BODYBROKER_LORE_INDEX not in ("embedded", "opensearch"):
+    raise ImproperlyConfigured("BODYBROKER_LORE_INDEX must be 'embedded' or 'opensearch'")
+BODYBROKER_OPENSEARCH_URL = env_str("BODYBROKER_OPENSEARCH_URL")
+BODYBROKER_OPENSEARCH_PREFIX = env_str("BODYBROKER_OPENSEARCH_PREFIX", "lore")
+BODYBROKER_ASSET_MAX_BYTES = env_int("BODYBROKER_ASSET_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
+# Assets: files under var/media by default; BODYBROKER_ASSET_BUCKET puts them in S3 (boto3).
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
+MEDIA_URL = "media/"
+_ASSET_BUCKET = env_str("BODYBROKER_ASSET_BUCKET")
+STORAGES["assets"] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _ASSET_BUCKET,
+            "region_name": env_str("BODYBROKER_AWS_REGION", "us-east-1"),
+            "endpoint_url": env_str("BODYBROKER_AWS_ENDPOINT_URL") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+    if _ASSET_BUCKET
+    else {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+)
 
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=not DEBUG and not EMBEDDED)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -42,7 +42,7 @@ def test_a_wrong_password_is_shown_inline(client: Client, alice: User) -> None:
     assert "didn't match" in response.content.decode()
 
 
-@pytest.mark.parametrize("path", ("/lore/", "/npcs/", "/jobs/", "/approvals/"))
+@pytest.mark.parametrize("path", ("/lore/", "/npcs/", "/jobs/", "/approvals/", "/dashboards/"))
 def test_each_section_renders(client: Client, adam: User, path: str) -> None:
     client.force_login(adam)
     response = client.get(path)

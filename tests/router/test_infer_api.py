@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from rest_framework.test import APIClient
 
+from apps.router.personas import bundled
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db
@@ -62,18 +63,21 @@ def test_a_short_real_time_request_is_answered_by_gold(
     assert body["usage"]["completion_tokens"] <= 4
 
 
-def test_an_engine_that_is_down_gives_503_naming_the_tier(
+def test_with_every_engine_down_silver_still_answers_in_character(
     api: APIClient, infer_key: str, settings: object
 ) -> None:
     settings.BODYBROKER_TIERS = {  # type: ignore[attr-defined]
-        **settings.BODYBROKER_TIERS,  # type: ignore[attr-defined]
-        "silver": {"urls": ["http://127.0.0.1:9"], "model": "silver"},
+        tier: {"urls": ["http://127.0.0.1:9"], "model": tier, "fallback_urls": []}
+        for tier in ("gold", "silver", "bronze")
     }
-    response = post(api, infer_key, {"prompt": "anyone there?", "max_tokens": 4})
-    assert response.status_code == 503
-    error = response.json()["error"]
-    assert error["type"] == "engine_unavailable"
-    assert "silver" in error["message"]
+    response = post(
+        api, infer_key, {"prompt": "anyone there?", "max_tokens": 4, "persona": "watchman"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["tier"], body["source"]) == ("silver", "template")
+    assert body["text"] in bundled()["watchman"].lines
+    assert "EngineUnavailable" in body["fallback_reasons"][0]
 
 
 def test_malformed_json_is_a_400_with_a_json_error(api: APIClient, infer_key: str) -> None:
@@ -131,3 +135,12 @@ def test_the_openapi_schema_describes_infer(api: APIClient, infer_key: str) -> N
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert "/api/v1/infer" in response.content.decode()
+
+
+def test_a_body_over_the_upload_limit_is_a_413(
+    api: APIClient, infer_key: str, settings: object
+) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048  # type: ignore[attr-defined]
+    response = post(api, infer_key, {"prompt": "x" * 5000})
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "request_too_large"

@@ -114,9 +114,63 @@ class ScriptedEngine:
                 self.requests.append(json.loads(body))
             await self.script(writer)
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            # A hung script is cancelled when the engine closes; that is its normal end.
             pass
         finally:
             writer.close()
             if task is not None:
                 self._handlers.discard(task)
+
+
+def completion(text: str, *, completion_tokens: int = 3, delay_s: float = 0.0) -> Script:
+    """A script answering every request with one non-streamed chat completion of ``text``."""
+
+    async def script(writer: asyncio.StreamWriter) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        writer.write(
+            json_response(
+                200,
+                {
+                    "id": "chatcmpl-scripted",
+                    "object": "chat.completion",
+                    "model": "scripted",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": completion_tokens},
+                },
+                "OK",
+            )
+        )
+
+    return script
+
+
+async def server_error(writer: asyncio.StreamWriter) -> None:
+    """A script that answers 500, as an engine out of memory does."""
+    writer.write(json_response(500, {"error": {"message": "CUDA out of memory"}}, "Error"))
+
+
+async def silent(writer: asyncio.StreamWriter) -> None:
+    """A script that accepts the request and never answers."""
+    await asyncio.sleep(3600)
+
+
+def streamed(text: str) -> Script:
+    """A script streaming ``text`` word by word as SSE, then ``[DONE]``."""
+
+    async def script(writer: asyncio.StreamWriter) -> None:
+        words = text.split(" ")
+        writer.write(SSE_HEAD)
+        for index, word in enumerate(words):
+            piece = word if index == len(words) - 1 else word + " "
+            writer.write(sse_event(piece))
+        writer.write(sse_event("", "stop") + b"data: [DONE]\n\n")
+
+    return script

@@ -1,0 +1,73 @@
+"""Reads of the game state: NPC and world state (exact, or cached for tools) and events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import QuerySet
+
+from apps.npcs.models import GameStateEvent, NpcState, WorldState
+
+STATE_CACHE_TTL_S = 5
+SUBJECT = re.compile(r"^(npc|world):([a-z0-9][a-z0-9_-]{0,99})$")
+
+
+class BadSubjectError(ValueError):
+    """A subject that is not ``npc:<id>`` or ``world:<region>`` (lower-case slugs)."""
+
+
+def parse_subject(subject: str) -> tuple[str, str]:
+    """``"npc:warden"`` → ``("npc", "warden")``; raises BadSubjectError otherwise."""
+    match = SUBJECT.match(subject)
+    if match is None:
+        raise BadSubjectError(
+            f"a subject is npc:<id> or world:<region> (lower-case slug), not {subject!r}"
+        )
+    return match.group(1), match.group(2)
+
+
+def _row(subject: str) -> NpcState | WorldState | None:
+    scope, name = parse_subject(subject)
+    if scope == "npc":
+        return NpcState.objects.filter(npc_id=name).first()
+    return WorldState.objects.filter(region=name).first()
+
+
+def game_state_read(subject: str) -> dict[str, Any]:
+    """The exact current state of ``subject`` from the database (``{}`` if never written).
+    Change requests hash this, so it must never come from a cache."""
+    row = _row(subject)
+    return dict(row.state) if row is not None else {}
+
+
+def state_cache_key(subject: str) -> str:
+    return f"game_state:{subject}"
+
+
+def game_state_snapshot(subject: str) -> dict[str, Any]:
+    """``{subject, state, version, updated_at}`` for tools and clients, cached for a few seconds
+    (writes drop the entry when they commit)."""
+    parse_subject(subject)  # before the cache: a bad subject never becomes a key
+    key = state_cache_key(subject)
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached, cached=True)
+    row = _row(subject)
+    snapshot = {
+        "subject": subject,
+        "exists": row is not None,
+        "state": dict(row.state) if row is not None else {},
+        "version": row.version if row is not None else 0,
+        "updated_at": row.updated_at.isoformat() if row is not None else None,
+    }
+    cache.set(key, snapshot, STATE_CACHE_TTL_S)
+    return dict(snapshot, cached=False)
+
+
+def game_state_events(*, subject: str | None = None) -> QuerySet[GameStateEvent]:
+    events = GameStateEvent.objects.all()
+    if subject:
+        events = events.filter(subject=subject)
+    return events

@@ -1,0 +1,232 @@
+"""Tier endpoints: replicas, health, least-outstanding-requests balancing, priority isolation.
+
+Each tier has a primary pool (its target model) and a fallback pool (its smaller model), each a
+list of OpenAI-compatible endpoints from settings. An endpoint is picked among the healthy ones
+with the fewest requests in flight. Real-time and background traffic get separate concurrency
+limits per endpoint (the seed's 4 and 32), so a flood of background work waits in its own line
+and never takes the slots real-time requests need.
+
+Health is active (``PoolSet.check_health`` probes every endpoint; the gateway runs it every few
+seconds) and passive (a connection error or 5xx marks the endpoint down for a back-off period; a
+request after that period is the half-open probe).
+
+State is per event loop — the semaphores and pooled clients belong to the loop that uses them —
+and is rebuilt when the tier settings change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from apps.router.policy import Priority, Tier
+from inference.client import EngineClient, Timeouts, get_client
+
+DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+EWMA_ALPHA = 0.2
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One replica: where it is, how busy, how healthy, how fast."""
+
+    url: str
+    model: str
+    engine: str | None
+    realtime: asyncio.Semaphore
+    background: asyncio.Semaphore
+    outstanding: int = 0
+    healthy: bool = True
+    failures: int = 0
+    retry_at: float = 0.0
+    ms_per_token: float | None = None
+    base_ms: float | None = None
+    client: EngineClient | None = field(default=None, repr=False)
+
+    def engine_client(self, timeouts: Timeouts) -> EngineClient:
+        if self.client is None or self.client.closed:
+            self.client = get_client(self.url, self.model, timeouts, engine=self.engine)
+        return self.client
+
+    def usable(self, now: float) -> bool:
+        return self.healthy or now >= self.retry_at
+
+    def mark_up(self) -> None:
+        self.healthy, self.failures, self.retry_at = True, 0, 0.0
+
+    def mark_down(self, now: float) -> None:
+        self.failures += 1
+        self.healthy = False
+        self.retry_at = now + DOWN_BACKOFF_S[min(self.failures, len(DOWN_BACKOFF_S)) - 1]
+
+    def observe(self, latency_ms: float, completion_tokens: int) -> None:
+        """Fold one answer's latency into the per-token and fixed-cost estimates."""
+        tokens = max(completion_tokens, 1)
+        per_token = latency_ms / tokens
+        if self.ms_per_token is None:
+            self.ms_per_token, self.base_ms = per_token, latency_ms * 0.2
+            return
+        self.ms_per_token += EWMA_ALPHA * (per_token - self.ms_per_token)
+
+    def expected_ms(self, max_tokens: int) -> float | None:
+        """How long ``max_tokens`` would take here, from what was measured; None before that."""
+        if self.ms_per_token is None:
+            return None
+        return (self.base_ms or 0.0) + self.ms_per_token * max_tokens
+
+
+class NoEndpoint(Exception):
+    """Every endpoint of the pool is down, or none frees a slot before the deadline."""
+
+
+class TierPool:
+    """The endpoints serving one link (target or fallback model) of one tier."""
+
+    def __init__(self, tier: Tier, role: str, endpoints: list[Endpoint], timeouts: Timeouts):
+        self.tier, self.role, self.endpoints, self.timeouts = tier, role, endpoints, timeouts
+        self._next = 0
+
+    def __repr__(self) -> str:
+        return f"TierPool({self.tier}/{self.role}, {[e.url for e in self.endpoints]})"
+
+    def pick(self) -> Endpoint | None:
+        """The usable endpoint with the fewest requests in flight (round-robin among ties)."""
+        now = time.monotonic()
+        best: Endpoint | None = None
+        count = len(self.endpoints)
+        for offset in range(count):
+            endpoint = self.endpoints[(self._next + offset) % count]
+            if endpoint.usable(now) and (best is None or endpoint.outstanding < best.outstanding):
+                best = endpoint
+        self._next = (self._next + 1) % max(count, 1)
+        return best
+
+    def expected_ms(self, max_tokens: int) -> float | None:
+        estimates = [e.expected_ms(max_tokens) for e in self.endpoints if e.healthy]
+        known = [ms for ms in estimates if ms is not None]
+        return min(known) if known else None
+
+    def in_flight(self) -> int:
+        return sum(e.outstanding for e in self.endpoints)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, priority: Priority, wait_s: float | None) -> AsyncIterator[Endpoint]:
+        """Hold a concurrency slot of ``priority`` on the best endpoint for one request."""
+        endpoint = self.pick()
+        if endpoint is None:
+            raise NoEndpoint(f"{self.tier} {self.role}: every endpoint is down")
+        semaphore = endpoint.realtime if priority == "realtime" else endpoint.background
+        try:
+            if semaphore.locked():
+                async with asyncio.timeout(wait_s):
+                    await semaphore.acquire()
+            else:
+                await semaphore.acquire()
+        except TimeoutError:
+            raise NoEndpoint(
+                f"{self.tier} {self.role}: no {priority} slot free before the deadline"
+            ) from None
+        endpoint.outstanding += 1
+        try:
+            yield endpoint
+        finally:
+            endpoint.outstanding -= 1
+            semaphore.release()
+
+
+@dataclass
+class PoolSet:
+    """Every tier's primary and fallback pools on one event loop."""
+
+    primary: dict[str, TierPool]
+    fallback: dict[str, TierPool]
+
+    def all_pools(self) -> list[TierPool]:
+        return [*self.primary.values(), *self.fallback.values()]
+
+    async def check_health(self) -> None:
+        """Probe every endpoint once, concurrently, and mark each up or down."""
+        endpoints = {id(e): e for pool in self.all_pools() for e in pool.endpoints}
+        pools = {id(e): pool for pool in self.all_pools() for e in pool.endpoints}
+
+        async def probe(endpoint: Endpoint) -> None:
+            result = await endpoint.engine_client(pools[id(endpoint)].timeouts).health()
+            if result.ok:
+                endpoint.mark_up()
+            else:
+                endpoint.mark_down(time.monotonic())
+
+        await asyncio.gather(*(probe(e) for e in endpoints.values()))
+
+    async def run_health_checks(self, interval_s: float) -> None:
+        while True:
+            await self.check_health()
+            await asyncio.sleep(interval_s)
+
+
+def engine_timeouts() -> Timeouts:
+    return Timeouts(**settings.BODYBROKER_ENGINE_TIMEOUTS)
+
+
+def _build() -> PoolSet:
+    conf = settings.BODYBROKER_TIERS
+    timeouts = engine_timeouts()
+    realtime = settings.BODYBROKER_REALTIME_CONCURRENCY
+    background = settings.BODYBROKER_BACKGROUND_CONCURRENCY
+
+    def pool(tier: Tier, role: str, urls: list[str], model: str, engine: str | None) -> TierPool:
+        endpoints = [
+            Endpoint(
+                url=str(url),
+                model=model,
+                engine=engine,
+                realtime=asyncio.Semaphore(realtime),
+                background=asyncio.Semaphore(background),
+            )
+            for url in urls
+        ]
+        return TierPool(tier, role, endpoints, timeouts)
+
+    primary: dict[str, TierPool] = {}
+    fallback: dict[str, TierPool] = {}
+    for tier in ("gold", "silver", "bronze"):
+        tier_conf: dict[str, Any] = conf[tier]
+        engine = tier_conf.get("engine")
+        primary[tier] = pool(tier, "model", tier_conf["urls"], tier_conf["model"], engine)
+        fallback[tier] = pool(
+            tier,
+            "fallback_model",
+            tier_conf.get("fallback_urls", []),
+            tier_conf.get("fallback_model", tier_conf["model"]),
+            engine,
+        )
+    return PoolSet(primary, fallback)
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PoolSet] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pools() -> PoolSet:
+    """The pools of the running event loop (built on first use)."""
+    loop = asyncio.get_running_loop()
+    found = _per_loop.get(loop)
+    if found is None:
+        found = _per_loop[loop] = _build()
+    return found
+
+
+@receiver(setting_changed)
+def _rebuild_on_settings_change(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("BODYBROKER_"):
+        _per_loop.clear()

@@ -1,0 +1,821 @@
+"""Writes for lore: entries and their revisions, links, publishing, the retrieval index, quests,
+storyteller jobs and assets.
+
+Every save of an entry inserts an immutable revision. A save names the revision it was based
+on; if the entry has moved on since, the save is refused as a conflict (nothing is written and
+the caller gets both versions) — never a silent lost update. Publishing goes through
+:func:`lore_entry_publish` alone, so the approvals flow can wrap exactly one function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.security.models import ApiKey
+from apps.story.markup import SLUG_RE, Link, LinkSyntaxError, parse_links
+from apps.story.models import (
+    CONTENT_FIELDS,
+    Asset,
+    AssetKind,
+    LoreEntry,
+    LoreKind,
+    LoreLink,
+    LoreRevision,
+    LoreStatus,
+    Quest,
+    QuestEdge,
+    QuestNode,
+    StoryJob,
+    StoryJobKind,
+)
+
+logger = logging.getLogger(__name__)
+
+RESERVED_SLUGS = frozenset({"new", "search", "preview", "ask", "quests", "storyteller", "assets"})
+MAX_TAGS = 20
+MAX_SCOPE = 50
+
+
+class LoreValidationError(Exception):
+    """Input a writer must fix; ``fields`` maps each offending field to its messages."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("invalid fields: " + ", ".join(sorted(fields)))
+        self.fields = fields
+
+
+class LoreConflictError(Exception):
+    """The entry moved on since the revision the save was based on; nothing was written."""
+
+    def __init__(self, *, entry: LoreEntry, current: LoreRevision, base_revision: int) -> None:
+        super().__init__(
+            f"'{entry.slug}' is at revision {current.number} (by {current.author_name}); "
+            f"this save was based on revision {base_revision}"
+        )
+        self.entry = entry
+        self.current = current
+        self.base_revision = base_revision
+
+
+class LorePermissionError(Exception):
+    """The caller's role may not do this (writers draft, editors publish)."""
+
+
+@dataclass(slots=True)
+class SaveResult:
+    """What a save produced: the entry, its new revision, and warnings worth showing."""
+
+    entry: LoreEntry
+    revision: LoreRevision
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def _as_text(value: Any, name: str, errors: dict[str, list[str]], *, limit: int) -> str:
+    if not isinstance(value, str):
+        errors[name] = ["must be a string"]
+        return ""
+    if len(value) > limit:
+        errors[name] = [f"is {len(value)} characters; the limit is {limit}"]
+    return value
+
+
+def _known_personas(slugs: list[str]) -> set[str]:
+    return set(
+        LoreEntry.objects.filter(slug__in=slugs, kind=LoreKind.CHARACTER).values_list(
+            "slug", flat=True
+        )
+    )
+
+
+def check_lore_fields(*, fields: Mapping[str, Any], slug: str) -> tuple[dict[str, Any], list[Link]]:
+    """Validate and normalise an entry's content; returns (clean fields, its links).
+
+    Raises LoreValidationError naming every bad field: sizes, kinds, tags, unknown personas in
+    the knowledge scope, spoiler levels, and malformed ``[[links]]``.
+    """
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    unknown = sorted(set(fields) - set(CONTENT_FIELDS))
+    for name in unknown:
+        errors[name] = ["unknown field"]
+    kind = fields.get("kind", LoreKind.FREEFORM)
+    if kind not in LoreKind.values:
+        errors["kind"] = [f"choose one of {', '.join(LoreKind.values)}"]
+    clean["kind"] = kind
+    title = _as_text(fields.get("title", ""), "title", errors, limit=200).strip()
+    if not title and "title" not in errors:
+        errors["title"] = ["an entry needs a title"]
+    clean["title"] = title
+    clean["summary"] = _as_text(fields.get("summary", ""), "summary", errors, limit=500).strip()
+    body = _as_text(
+        fields.get("body", ""), "body", errors, limit=settings.BODYBROKER_LORE_MAX_BODY_CHARS
+    )
+    clean["body"] = body.replace("\r\n", "\n")
+    links: list[Link] = []
+    if "body" not in errors:
+        try:
+            links = parse_links(clean["body"])
+        except LinkSyntaxError as exc:
+            errors["body"] = [f"invalid links: {exc}"]
+    tags = fields.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        errors["tags"] = ["must be a list of strings"]
+        tags = []
+    normalised_tags: list[str] = []
+    for tag in tags:
+        cleaned = " ".join(tag.lower().split())
+        if not cleaned or len(cleaned) > 40:
+            errors.setdefault("tags", []).append(f"tag {tag!r} must be 1–40 characters")
+        elif cleaned not in normalised_tags:
+            normalised_tags.append(cleaned)
+    if len(normalised_tags) > MAX_TAGS:
+        errors.setdefault("tags", []).append(f"at most {MAX_TAGS} tags")
+    clean["tags"] = normalised_tags
+    scope = fields.get("knowledge_scope", [])
+    if not isinstance(scope, list) or not all(isinstance(s, str) for s in scope):
+        errors["knowledge_scope"] = ["must be a list of persona slugs"]
+        scope = []
+    scope = list(dict.fromkeys(s.strip() for s in scope if s.strip()))
+    if len(scope) > MAX_SCOPE:
+        errors["knowledge_scope"] = [f"at most {MAX_SCOPE} personas"]
+    else:
+        known = _known_personas(scope)
+        if kind == LoreKind.CHARACTER:
+            known.add(slug)
+        missing = [s for s in scope if s not in known]
+        if missing:
+            errors["knowledge_scope"] = [
+                "unknown persona "
+                + ", ".join(repr(m) for m in missing)
+                + ": a persona is the slug of a character entry"
+            ]
+    clean["knowledge_scope"] = scope
+    spoiler = fields.get("spoiler_level", 0)
+    if isinstance(spoiler, bool) or not isinstance(spoiler, int) or not 0 <= spoiler <= 3:
+        errors["spoiler_level"] = ["must be an integer from 0 (none) to 3 (ending)"]
+    clean["spoiler_level"] = spoiler
+    if errors:
+        raise LoreValidationError(errors)
+    return clean, links
+
+
+def check_slug(slug: str) -> None:
+    if not SLUG_RE.match(slug) or len(slug) > 80:
+        raise LoreValidationError({"slug": ["use lowercase letters, digits and single hyphens"]})
+    if slug in RESERVED_SLUGS:
+        raise LoreValidationError({"slug": [f"'{slug}' is reserved; pick another"]})
+
+
+# --- entries -----------------------------------------------------------------------------------
+
+
+def _links_replace(*, entry: LoreEntry, links: list[Link]) -> list[str]:
+    """Rewrite the entry's outgoing links; returns warnings for the broken ones."""
+    LoreLink.objects.filter(source=entry).delete()
+    targets = dict(
+        LoreEntry.objects.filter(slug__in=[link.target_slug for link in links]).values_list(
+            "slug", "pk"
+        )
+    )
+    LoreLink.objects.bulk_create(
+        LoreLink(
+            source=entry,
+            target_slug=link.target_slug,
+            target_id=targets.get(link.target_slug),
+            label=link.label[:200],
+        )
+        for link in links
+    )
+    return [
+        f"broken link [[{link.target_slug}]] on line {link.line}: no such entry yet"
+        for link in links
+        if link.target_slug not in targets
+    ]
+
+
+def _revision_insert(
+    *,
+    entry: LoreEntry,
+    content: Mapping[str, Any],
+    message: str,
+    author: Any,
+    author_key: ApiKey | None,
+    restored_from: int | None = None,
+) -> LoreRevision:
+    entry.head_number += 1
+    for name in CONTENT_FIELDS:
+        setattr(entry, name, content[name])
+    entry.save()
+    return LoreRevision.objects.create(
+        entry=entry,
+        number=entry.head_number,
+        message=message[:300],
+        author=author if getattr(author, "pk", None) else None,
+        author_key=author_key,
+        restored_from=restored_from,
+        **{name: content[name] for name in CONTENT_FIELDS},
+    )
+
+
+@transaction.atomic
+def lore_entry_create(
+    *,
+    fields: Mapping[str, Any],
+    slug: str | None = None,
+    message: str = "",
+    author: Any = None,
+    author_key: ApiKey | None = None,
+) -> SaveResult:
+    """Create a draft entry with its first revision.
+
+    Locks nothing (the unique slug decides a race); resolves other entries' broken links that
+    pointed at this slug. Emits nothing.
+    """
+    title = fields.get("title")
+    slug = (slug or (slugify(title)[:80].strip("-") if isinstance(title, str) else "")).strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        check_slug(slug)
+    except LoreValidationError as exc:
+        errors.update(exc.fields)
+    try:
+        clean, links = check_lore_fields(fields=fields, slug=slug)
+    except LoreValidationError as exc:
+        errors.update(exc.fields)
+    if errors:
+        if "title" in errors and not slug:
+            errors.pop("slug", None)  # no slug only because there is no title
+        raise LoreValidationError(errors)
+    if LoreEntry.objects.filter(slug=slug).exists():
+        raise LoreValidationError({"slug": [f"an entry '{slug}' already exists"]})
+    entry = LoreEntry(slug=slug, created_by=author if getattr(author, "pk", None) else None)
+    revision = _revision_insert(
+        entry=entry,
+        content=clean,
+        message=message or "created",
+        author=author,
+        author_key=author_key,
+    )
+    warnings = _links_replace(entry=entry, links=links)
+    LoreLink.objects.filter(target_slug=slug, target__isnull=True).update(target=entry)
+    return SaveResult(entry, revision, warnings)
+
+
+def _locked_entry(slug: str) -> LoreEntry:
+    return LoreEntry.objects.select_for_update().get(slug=slug)
+
+
+@transaction.atomic
+def lore_entry_update(
+    *,
+    slug: str,
+    base_revision: int,
+    changes: Mapping[str, Any],
+    message: str = "",
+    author: Any = None,
+    author_key: ApiKey | None = None,
+) -> SaveResult:
+    """Save ``changes`` as a new revision of the entry, if it is still at ``base_revision``.
+
+    Locks the entry row (``select_for_update``) so two saves based on the same revision are
+    serialised: the second raises LoreConflictError with the revision that won. Fields not in
+    ``changes`` keep their current values.
+    """
+    entry = _locked_entry(slug)
+    if entry.head_number != base_revision:
+        current = entry.revisions.select_related("author", "author_key").get(
+            number=entry.head_number
+        )
+        raise LoreConflictError(entry=entry, current=current, base_revision=base_revision)
+    merged = {name: getattr(entry, name) for name in CONTENT_FIELDS}
+    merged.update(changes)
+    clean, links = check_lore_fields(fields=merged, slug=entry.slug)
+    revision = _revision_insert(
+        entry=entry, content=clean, message=message, author=author, author_key=author_key
+    )
+    warnings = _links_replace(entry=entry, links=links)
+    return SaveResult(entry, revision, warnings)
+
+
+@transaction.atomic
+def lore_entry_restore(
+    *,
+    slug: str,
+    number: int,
+    base_revision: int,
+    author: Any = None,
+    author_key: ApiKey | None = None,
+) -> SaveResult:
+    """Make old revision ``number`` the newest again, as a new revision (history is kept).
+
+    Locks the entry row; raises LoreConflictError if the entry moved past ``base_revision``.
+    """
+    entry = _locked_entry(slug)
+    old = entry.revisions.filter(number=number).first()
+    if old is None:
+        raise LoreValidationError({"revision": [f"'{slug}' has no revision {number}"]})
+    if entry.head_number != base_revision:
+        current = entry.revisions.get(number=entry.head_number)
+        raise LoreConflictError(entry=entry, current=current, base_revision=base_revision)
+    content = {name: getattr(old, name) for name in CONTENT_FIELDS}
+    # The old revision was valid when saved; personas it names may have gone since.
+    clean, links = check_lore_fields(fields=content, slug=entry.slug)
+    revision = _revision_insert(
+        entry=entry,
+        content=clean,
+        message=f"restored revision {number}",
+        author=author,
+        author_key=author_key,
+        restored_from=number,
+    )
+    warnings = _links_replace(entry=entry, links=links)
+    return SaveResult(entry, revision, warnings)
+
+
+def lore_publish_allowed(*, user: Any = None, key: ApiKey | None = None) -> bool:
+    """Editors and admins publish; writers draft. An API key publishes with the admin scope or
+    when its owner is an editor."""
+    from apps.security.scopes import ADMIN, ADMIN_ROLE, EDITOR
+
+    if key is not None:
+        if ADMIN in key.scopes:
+            return True
+        user = key.owner
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser:
+        return True
+    return bool(user.groups.filter(name__in=(EDITOR, ADMIN_ROLE)).exists())
+
+
+@transaction.atomic
+def lore_entry_publish(
+    *,
+    slug: str,
+    revision_number: int,
+    published_by: Any = None,
+    published_by_key: ApiKey | None = None,
+) -> LoreEntry:
+    """Publish revision ``revision_number`` — the one the editor reviewed — of an entry.
+
+    The one door to publishing (the approvals flow wraps it). Locks the entry row; refuses a
+    writer (LorePermissionError) and a revision that is no longer the newest
+    (LoreConflictError: the editor reviewed something else). Enqueues indexing of the published
+    revision once the transaction commits.
+    """
+    if not lore_publish_allowed(user=published_by, key=published_by_key):
+        raise LorePermissionError("publishing is an editor's act; writers save drafts")
+    entry = _locked_entry(slug)
+    if entry.head_number != revision_number:
+        current = entry.revisions.get(number=entry.head_number)
+        raise LoreConflictError(entry=entry, current=current, base_revision=revision_number)
+    entry.status = LoreStatus.PUBLISHED
+    entry.published_number = revision_number
+    entry.published_at = timezone.now()
+    entry.published_by = published_by if getattr(published_by, "pk", None) else None
+    if entry.published_by is None and published_by_key is not None:
+        entry.published_by = published_by_key.owner
+    entry.save(
+        update_fields=["status", "published_number", "published_at", "published_by", "updated_at"]
+    )
+    from apps.story.tasks import index_lore_entry
+
+    entry_id = entry.pk
+    transaction.on_commit(lambda: index_lore_entry.delay(entry_id))
+    return entry
+
+
+# --- the retrieval index ------------------------------------------------------------------------
+
+
+def lore_entry_index(*, entry_id: int) -> int:
+    """(Re)index the published revision of an entry in the configured backend; returns the
+    number of passages written. Idempotent: the entry's passages are replaced as a whole. An
+    unpublished or missing entry is removed from the index. Locks the entry row, so two indexings
+    of one entry (the publish task and a rebuild, or a redelivered task) run one after the other
+    instead of racing to insert the same passages."""
+    from apps.story.retrieval import chunk_published_entry, get_index
+
+    index = get_index()
+    with transaction.atomic():
+        entry = LoreEntry.objects.select_for_update().filter(pk=entry_id).first()
+        if entry is None or entry.published_number is None:
+            index.remove_entry(entry_id)
+            return 0
+        chunks = chunk_published_entry(entry)
+        index.replace_entry(entry_id, chunks)
+    return len(chunks)
+
+
+def lore_index_rebuild() -> tuple[int, int]:
+    """Rebuild the whole index from published lore; returns (entries, passages)."""
+    from apps.story.retrieval import chunk_published_entry, get_index
+
+    index = get_index()
+    index.clear()
+    entries = passages = 0
+    for entry in LoreEntry.objects.filter(published_number__isnull=False).iterator():
+        chunks = chunk_published_entry(entry)
+        index.replace_entry(entry.pk, chunks)
+        entries += 1
+        passages += len(chunks)
+    return entries, passages
+
+
+# --- quests -------------------------------------------------------------------------------------
+
+
+def _check_key(value: str, name: str) -> str:
+    value = value.strip()
+    if not SLUG_RE.match(value) or len(value) > 60:
+        raise LoreValidationError({name: ["use lowercase letters, digits and single hyphens"]})
+    return value
+
+
+def _check_title(value: str, name: str = "title") -> str:
+    value = value.strip()
+    if not value or len(value) > 200:
+        raise LoreValidationError({name: ["give a title of 1–200 characters"]})
+    return value
+
+
+@transaction.atomic
+def quest_create(*, title: str, summary: str = "", slug: str = "", created_by: Any = None) -> Quest:
+    """Create an empty quest graph. Locks nothing; the unique slug decides a race."""
+    title = _check_title(title)
+    slug = _check_key(slug or slugify(title)[:60].strip("-"), "slug")
+    if Quest.objects.filter(slug=slug).exists():
+        raise LoreValidationError({"slug": [f"a quest '{slug}' already exists"]})
+    return Quest.objects.create(
+        slug=slug,
+        title=title,
+        summary=summary[:5000],
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+
+
+@transaction.atomic
+def quest_node_save(
+    *,
+    quest: Quest,
+    key: str,
+    title: str,
+    text: str = "",
+    is_start: bool = False,
+    is_ending: bool = False,
+    lore_refs: list[str] | None = None,
+) -> QuestNode:
+    """Add a beat, or update the beat with this key. Lore references may name entries that do
+    not exist yet: validation reports them rather than refusing the save."""
+    key = _check_key(key, "key")
+    title = _check_title(title)
+    refs = [r.strip() for r in (lore_refs or []) if r.strip()]
+    bad = [r for r in refs if not SLUG_RE.match(r)]
+    if bad:
+        raise LoreValidationError({"lore_refs": [f"not entry slugs: {', '.join(bad)}"]})
+    node, _ = QuestNode.objects.update_or_create(
+        quest=quest,
+        key=key,
+        defaults={
+            "title": title,
+            "text": text[:5000],
+            "is_start": is_start,
+            "is_ending": is_ending,
+            "lore_refs": list(dict.fromkeys(refs)),
+        },
+    )
+    Quest.objects.filter(pk=quest.pk).update(updated_at=timezone.now())
+    return node
+
+
+@transaction.atomic
+def quest_edge_add(
+    *, quest: Quest, source_key: str, target_key: str, condition: str = ""
+) -> QuestEdge:
+    """Join two beats of the quest. Raises LoreValidationError for unknown beats."""
+    nodes = {n.key: n for n in quest.nodes.filter(key__in=(source_key, target_key))}
+    errors = {
+        name: [f"no beat '{key}' in this quest"]
+        for name, key in (("source", source_key), ("target", target_key))
+        if key not in nodes
+    }
+    if errors:
+        raise LoreValidationError(errors)
+    if len(condition) > 300:
+        raise LoreValidationError({"condition": ["at most 300 characters"]})
+    edge, _ = QuestEdge.objects.get_or_create(
+        quest=quest,
+        source=nodes[source_key],
+        target=nodes[target_key],
+        condition=condition.strip(),
+    )
+    return edge
+
+
+@transaction.atomic
+def quest_node_delete(*, quest: Quest, key: str) -> None:
+    """Remove a beat and the edges touching it."""
+    quest.nodes.filter(key=key).delete()
+
+
+@transaction.atomic
+def quest_edge_delete(*, quest: Quest, edge_id: int) -> None:
+    quest.edges.filter(pk=edge_id).delete()
+
+
+# --- storyteller jobs ---------------------------------------------------------------------------
+
+
+def _story_job_start(
+    *,
+    kind: StoryJobKind,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    params: dict[str, Any],
+    entry: LoreEntry | None,
+    revision_number: int | None,
+    requested_by: Any,
+    requested_by_key: ApiKey | None,
+) -> StoryJob:
+    from apps.router.services import InferenceRequest, job_submit
+    from apps.story.tasks import collect_story_job
+
+    job = job_submit(
+        request=InferenceRequest(messages=messages, sla="async", max_tokens=max_tokens),
+        kind=kind.value,
+        submitted_by_user=requested_by,
+        submitted_by_key=requested_by_key,
+    )
+    story_job = StoryJob.objects.create(
+        kind=kind,
+        params=params,
+        job=job,
+        entry=entry,
+        revision_number=revision_number,
+        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+        requested_by_key=requested_by_key,
+    )
+    story_job_id = str(story_job.pk)
+    transaction.on_commit(lambda: collect_story_job.apply_async((story_job_id,), countdown=1))
+    return story_job
+
+
+@transaction.atomic
+def storyteller_arc_request(
+    *,
+    theme: str,
+    parts: int,
+    requested_by: Any = None,
+    requested_by_key: ApiKey | None = None,
+) -> StoryJob:
+    """Queue a Bronze job that outlines a story arc; its text lands as a draft entry.
+
+    Grounds the prompt in the published lore closest to the theme. Emits the Bronze job (on
+    commit) and a collector task that turns its result into a draft.
+    """
+    from apps.story import prompts, selectors
+
+    theme = theme.strip()
+    errors: dict[str, list[str]] = {}
+    if not theme or len(theme) > 500:
+        errors["theme"] = ["describe the theme in 1–500 characters"]
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= 12:
+        errors["parts"] = ["an arc has 1–12 parts"]
+    if errors:
+        raise LoreValidationError(errors)
+    context = selectors.lore_context(query=theme, persona=None, limit=5)
+    return _story_job_start(
+        kind=StoryJobKind.ARC,
+        messages=prompts.arc_messages(theme=theme, parts=parts, context=context),
+        max_tokens=min(120 * parts, 1500),
+        params={"theme": theme, "parts": parts},
+        entry=None,
+        revision_number=None,
+        requested_by=requested_by,
+        requested_by_key=requested_by_key,
+    )
+
+
+@transaction.atomic
+def storyteller_expand_request(
+    *,
+    slug: str,
+    instructions: str = "",
+    requested_by: Any = None,
+    requested_by_key: ApiKey | None = None,
+) -> StoryJob:
+    """Queue a Bronze job that expands an entry; the result lands as a new draft entry linked
+    to the original (the original is never overwritten). Emits the job and its collector."""
+    from apps.story import prompts, selectors
+
+    entry = LoreEntry.objects.filter(slug=slug).first()
+    if entry is None:
+        raise LoreValidationError({"slug": [f"no entry '{slug}'"]})
+    if len(instructions) > 1000:
+        raise LoreValidationError({"instructions": ["at most 1000 characters"]})
+    context = selectors.lore_context(query=entry.title, persona=None, limit=4)
+    return _story_job_start(
+        kind=StoryJobKind.EXPAND,
+        messages=prompts.expand_messages(entry=entry, instructions=instructions, context=context),
+        max_tokens=600,
+        params={"slug": slug, "instructions": instructions},
+        entry=entry,
+        revision_number=entry.head_number,
+        requested_by=requested_by,
+        requested_by_key=requested_by_key,
+    )
+
+
+@transaction.atomic
+def storyteller_review_request(
+    *,
+    slug: str,
+    requested_by: Any = None,
+    requested_by_key: ApiKey | None = None,
+) -> StoryJob:
+    """Queue a Bronze consistency review of an entry's newest revision against related lore.
+
+    Reuses a review of the same revision that is still running or done (an editor opening the
+    publish page twice starts one job). Emits the job and its collector."""
+    from apps.story import prompts, selectors
+
+    entry = LoreEntry.objects.filter(slug=slug).first()
+    if entry is None:
+        raise LoreValidationError({"slug": [f"no entry '{slug}'"]})
+    existing = (
+        StoryJob.objects.filter(
+            kind=StoryJobKind.REVIEW, entry=entry, revision_number=entry.head_number, error=""
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    related = selectors.lore_related_entries(entry=entry)
+    return _story_job_start(
+        kind=StoryJobKind.REVIEW,
+        messages=prompts.review_messages(entry=entry, related=related),
+        max_tokens=300,
+        params={"slug": slug},
+        entry=entry,
+        revision_number=entry.head_number,
+        requested_by=requested_by,
+        requested_by_key=requested_by_key,
+    )
+
+
+def storyteller_job_collect(*, story_job_id: str) -> StoryJob:
+    """Turn a finished Bronze job into its outcome: a draft entry or a review report.
+
+    Idempotent under concurrency: locks the story job row (``select_for_update``) and does
+    nothing once it is collected. Drafts are never published here. Returns the story job, still
+    uncollected if its Bronze job has not finished.
+    """
+    from apps.story import prompts
+
+    with transaction.atomic():
+        story_job = (
+            StoryJob.objects.select_for_update(of=("self",))
+            .select_related("job", "entry")
+            .get(pk=story_job_id)
+        )
+        if story_job.collected_at is not None:
+            return story_job
+        job = story_job.job
+        if job is None:
+            story_job.error = "its Bronze job was deleted"
+        elif job.status == "failed":
+            story_job.error = job.error or "the Bronze job failed"
+        elif job.status != "succeeded":
+            return story_job
+        elif story_job.kind == StoryJobKind.REVIEW:
+            story_job.report_text = job.result_text.strip()
+        else:
+            title, body = prompts.draft_from_result(story_job=story_job, text=job.result_text)
+            story_job.draft = _draft_create(
+                title=title,
+                body=body,
+                source=story_job.entry,
+                author=story_job.requested_by,
+                author_key=story_job.requested_by_key,
+                message=f"drafted by the storyteller ({story_job.get_kind_display()})",
+            )
+        story_job.collected_at = timezone.now()
+        story_job.save(update_fields=["error", "report_text", "draft", "collected_at"])
+    return story_job
+
+
+def _draft_create(
+    *,
+    title: str,
+    body: str,
+    source: LoreEntry | None,
+    author: Any,
+    author_key: ApiKey | None,
+    message: str,
+) -> LoreEntry:
+    base = slugify(title)[:60].strip("-") or "storyteller-draft"
+    if base in RESERVED_SLUGS:
+        base = f"{base}-draft"
+    slug, n = base, 1
+    while LoreEntry.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    fields: dict[str, Any] = {
+        "kind": source.kind if source else LoreKind.EVENT,
+        "title": title[:200],
+        "summary": f"Storyteller draft expanding [[{source.slug}]]" if source else "",
+        "body": body[: settings.BODYBROKER_LORE_MAX_BODY_CHARS],
+        "tags": ["storyteller-draft"],
+        "knowledge_scope": list(source.knowledge_scope) if source else [],
+        "spoiler_level": source.spoiler_level if source else 0,
+    }
+    try:
+        return lore_entry_create(
+            fields=fields, slug=slug, message=message, author=author, author_key=author_key
+        ).entry
+    except LoreValidationError:
+        # A model's text may hold malformed [[links]]; keep every word, just not as links.
+        fields["body"] = fields["body"].replace("[[", "⟦").replace("]]", "⟧")
+        fields["summary"] = fields["summary"].replace("[[", "").replace("]]", "")
+        fields["knowledge_scope"] = []
+        return lore_entry_create(
+            fields=fields, slug=slug, message=message, author=author, author_key=author_key
+        ).entry
+
+
+# --- assets -------------------------------------------------------------------------------------
+
+ASSET_TYPES = {
+    AssetKind.IMAGE: ("image/png", "image/jpeg", "image/webp", "image/gif"),
+    AssetKind.AUDIO: ("audio/mpeg", "audio/ogg", "audio/wav", "audio/x-wav", "audio/flac"),
+    AssetKind.TEMPLATE: ("text/plain", "text/markdown", "application/json", "text/html"),
+}
+
+
+@transaction.atomic
+def asset_upload(
+    *,
+    kind: str,
+    name: str,
+    upload: UploadedFile,
+    entry_slugs: list[str] | None = None,
+    uploaded_by: Any = None,
+) -> Asset:
+    """Store an uploaded file in the asset storage and catalog it.
+
+    Checks kind, name, size and content type before writing. The file is written through
+    ``STORAGES["assets"]`` (filesystem by default, S3 in production). Locks nothing.
+    """
+    errors: dict[str, list[str]] = {}
+    if kind not in AssetKind.values:
+        errors["kind"] = [f"choose one of {', '.join(AssetKind.values)}"]
+    name = name.strip() or (upload.name or "")
+    if not name or len(name) > 200:
+        errors["name"] = ["give a name of 1–200 characters"]
+    size = upload.size or 0
+    if size == 0:
+        errors["file"] = ["the file is empty"]
+    elif size > settings.BODYBROKER_ASSET_MAX_BYTES:
+        errors["file"] = [f"is {size} bytes; the limit is {settings.BODYBROKER_ASSET_MAX_BYTES}"]
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if kind in AssetKind.values and content_type not in ASSET_TYPES[AssetKind(kind)]:
+        errors["file"] = [f"a {kind} must be one of {', '.join(ASSET_TYPES[AssetKind(kind)])}"]
+    slugs = entry_slugs or []
+    entries = list(LoreEntry.objects.filter(slug__in=slugs))
+    missing = sorted(set(slugs) - {e.slug for e in entries})
+    if missing:
+        errors["entries"] = [f"no lore entry {', '.join(missing)}"]
+    if errors:
+        raise LoreValidationError(errors)
+    digest = hashlib.sha256()
+    for part in upload.chunks():
+        digest.update(part)
+    upload.seek(0)
+    asset = Asset(
+        kind=kind,
+        name=name,
+        content_type=content_type,
+        size=size,
+        sha256=digest.hexdigest(),
+        uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+    )
+    extension = os.path.splitext(upload.name or "")[1].lower()[:10]
+    asset.file.save(f"{slugify(name)[:80] or 'asset'}{extension}", upload, save=False)
+    asset.save()
+    asset.entries.set(entries)
+    return asset

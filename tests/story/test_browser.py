@@ -1,0 +1,271 @@
+"""The writers' main flows in a real browser (Debian's Chromium via Playwright) against the
+real ASGI app: no page reloads for the common actions, keyboard use, errors shown inline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from apps.story import services
+from apps.story.models import LoreEntry, LoreRevision, LoreStatus, Quest
+from tests.story.conftest import write
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+Page = Any
+
+
+def mark_page(page: Page) -> None:
+    """Set a marker that a full page load would wipe."""
+    page.evaluate("window.__no_reload = true")
+
+
+def not_reloaded(page: Page) -> bool:
+    return bool(page.evaluate("window.__no_reload === true"))
+
+
+def test_a_writer_drafts_an_entry_with_live_preview_and_saves_from_the_keyboard(
+    page_as: Callable[[str], Page], alice: User
+) -> None:
+    write(alice, "mara-voss", kind="character", title="Mara Voss")
+    page = page_as("alice")
+    page.goto("/lore/new")
+
+    page.fill("#id_title", "The Drowned Ward")
+    page.select_option("#id_kind", "location")
+    page.locator("#id_body").fill("Run by [[mara-voss]].\n\nNext to [[the-morgue]].\n\n**Wet**.")
+    preview = page.locator("#preview")
+    preview.locator("a.wikilink", has_text="mara-voss").wait_for()
+    assert preview.locator("strong").inner_text() == "Wet"
+    assert "[[the-morgue]] (line 3) links to no entry yet" in preview.inner_text()
+    page.check("input[name=knowledge_scope][value=mara-voss]")
+
+    page.locator("#id_body").press("Control+s")
+
+    page.wait_for_url("**/lore/the-drowned-ward/?saved=1")
+    assert page.locator("#broken-links").is_visible()
+    entry = LoreEntry.objects.get(slug="the-drowned-ward")
+    assert entry.kind == "location" and entry.knowledge_scope == ["mara-voss"]
+    assert entry.status == LoreStatus.DRAFT
+
+
+def test_bad_input_is_shown_inline_and_nothing_typed_is_lost(
+    page_as: Callable[[str], Page], alice: User
+) -> None:
+    page = page_as("alice")
+    page.goto("/lore/new")
+    mark_page(page)
+    page.fill("#id_title", "Broken")
+    page.locator("#id_body").fill("A link that never [[closes")
+
+    page.click("#editor button[type=submit]")
+
+    page.locator("#form-errors").wait_for()
+    assert "invalid links" in page.locator("#form-errors").inner_text()
+    assert page.locator("#id_body").input_value() == "A link that never [[closes"
+    assert not_reloaded(page)
+    assert not LoreEntry.objects.exists()
+
+
+def test_the_list_filters_and_searches_without_reloading(
+    page_as: Callable[[str], Page], alice: User
+) -> None:
+    write(alice, "salt-wards", kind="rule", title="Salt Wards", body="Sea salt on the step.")
+    write(alice, "brass-lung", kind="item", title="The Brass Lung", body="A bellows.")
+    write(alice, "ledger", kind="item", title="The Ledger", body="Debts.", tags=["secret"])
+    page = page_as("alice")
+    page.goto("/lore/")
+    mark_page(page)
+    rows = page.locator("#results tbody tr[data-slug]")
+    assert rows.count() == 3
+
+    page.keyboard.press("Tab")  # the search box takes focus first (autofocus)
+    page.locator("#id_q").press_sequentially("salt")
+    page.wait_for_function("document.querySelectorAll('#results tr[data-slug]').length === 1")
+    assert rows.first.get_attribute("data-slug") == "salt-wards"
+
+    page.fill("#id_q", "")
+    page.select_option("#id_kind", "item")
+    page.wait_for_function("document.querySelectorAll('#results tr[data-slug]').length === 2")
+    page.select_option("#id_tag", "secret")
+    page.wait_for_function("document.querySelectorAll('#results tr[data-slug]').length === 1")
+    assert rows.first.get_attribute("data-slug") == "ledger"
+    assert "tag=secret" in page.url and not_reloaded(page)
+
+
+def test_a_second_writer_saving_over_a_change_sees_both_versions_and_merges(
+    page_as: Callable[[str], Page], alice: User, erin: User
+) -> None:
+    write(alice, "fog", title="Fog", body="Fog comes at dusk.\nIt smells of salt.")
+    page = page_as("alice")
+    page.goto("/lore/fog/edit")
+    services.lore_entry_update(  # erin saves while alice is typing
+        slug="fog",
+        base_revision=1,
+        changes={"body": "Fog comes at noon.\nIt smells of salt."},
+        author=erin,
+    )
+    page.locator("#id_body").fill("Fog comes at dusk.\nIt smells of rot.")
+    mark_page(page)
+
+    page.click("#editor button[type=submit]")
+
+    conflict = page.locator("#conflict")
+    conflict.wait_for()
+    assert "erin saved revision 2" in conflict.inner_text()
+    assert "Fog comes at noon." in conflict.inner_text()  # theirs
+    assert page.locator("#id_body").input_value() == "Fog comes at dusk.\nIt smells of rot."
+    assert LoreEntry.objects.get(slug="fog").head_number == 2
+
+    page.locator("#id_body").fill("Fog comes at noon.\nIt smells of rot.")
+    page.click("#editor button[type=submit]")
+    page.wait_for_url("**/lore/fog/")
+    assert not_reloaded(page) is False  # a save navigates to the entry on purpose
+    assert LoreEntry.objects.get(slug="fog").body == "Fog comes at noon.\nIt smells of rot."
+    assert [r.author for r in LoreRevision.objects.filter(entry__slug="fog")] == [
+        alice,
+        erin,
+        alice,
+    ]
+
+
+def test_history_shows_a_side_by_side_diff_and_restores_an_old_revision(
+    page_as: Callable[[str], Page], alice: User
+) -> None:
+    write(alice, "chapel", title="St. Ossian's", body="Built of wood.\nBell tower.")
+    services.lore_entry_update(
+        slug="chapel",
+        base_revision=1,
+        changes={"body": "Built of stone.\nBell tower."},
+        message="rebuilt",
+        author=alice,
+    )
+    page = page_as("alice")
+    page.goto("/lore/chapel/history")
+
+    page.click("text=Compare side by side")
+    diff = page.locator("#diff")
+    changed = diff.locator("tr.d-replace")
+    assert changed.locator("td.l").inner_text() == "Built of wood."
+    assert changed.locator("td.r").inner_text() == "Built of stone."
+
+    page.go_back()
+    page.click("button:has-text('Restore')")
+    page.wait_for_url("**/lore/chapel/")
+    assert "Built of wood." in page.locator("#entry-body").inner_text()
+    assert LoreEntry.objects.get(slug="chapel").head_number == 3
+
+
+def test_an_editor_reviews_the_consistency_report_then_publishes(
+    page_as: Callable[[str], Page], alice: User, erin: User
+) -> None:
+    write(alice, "mara-voss", kind="character", title="Mara Voss", body="- Born: 1866\n")
+    write(
+        alice,
+        "flood",
+        kind="event",
+        title="The Flood",
+        body="Only mara voss survived.\n\n- [[mara-voss]] born: 1870\n- Date: 1887\n",
+    )
+    writer = page_as("alice")
+    writer.goto("/lore/flood/")
+    assert writer.locator("text=Review & publish").count() == 0
+
+    page = page_as("erin")
+    page.goto("/lore/flood/")
+    page.click("text=Review & publish")
+    findings = page.locator("#findings").inner_text()
+    assert "[[mara-voss]] born: 1870; [[mara-voss]] itself says 1866" in findings
+    assert "writes 'mara voss'; the entry is titled 'Mara Voss'" in findings
+    assert page.locator(".story-job").count() == 1  # the Bronze review was queued
+
+    page.click("button:has-text('Publish revision 1')")
+    page.wait_for_url("**/lore/flood/")
+    assert "published" in page.locator("article").inner_text()
+    assert LoreEntry.objects.get(slug="flood").published_by == erin
+
+
+def test_a_quest_graph_is_built_and_validated_in_place(
+    page_as: Callable[[str], Page], alice: User
+) -> None:
+    write(alice, "ledger", title="The Ledger")
+    quest = services.quest_create(title="The Unpaid Debt")
+    page = page_as("alice")
+    page.goto(f"/lore/quests/{quest.slug}/")
+    mark_page(page)
+
+    def add_beat(
+        key: str, title: str, refs: str = "", start: bool = False, ending: bool = False
+    ) -> None:
+        form = page.locator("form:has(input[value=node])")
+        form.locator("[name=key]").fill(key)
+        form.locator("[name=title]").fill(title)
+        form.locator("[name=lore_refs]").fill(refs)
+        if start:
+            form.locator("[name=is_start]").check()
+        if ending:
+            form.locator("[name=is_ending]").check()
+        form.locator("button").click()
+        page.locator(f"svg g.node[data-key={key}]").wait_for()
+
+    add_beat("arrival", "A body that breathes", refs="ledger", start=True)
+    add_beat("ledger", "Read the ledger", refs="ghost-entry")
+    add_beat("settle", "Settle the debt", ending=True)
+    problems = page.locator("#quest-problems").inner_text()
+    assert "Beat ledger is unreachable" in problems and "Beat settle is unreachable" in problems
+    assert "Beat arrival is a dead end" in problems
+    assert "refers to missing lore ghost-entry" in problems
+
+    for source, target in (("arrival", "ledger"), ("ledger", "settle")):
+        edge_form = page.locator("form:has(input[value=edge])")
+        edge_form.locator("[name=source]").select_option(source)
+        edge_form.locator("[name=target]").select_option(target)
+        edge_form.locator("button").click()
+        page.wait_for_function(
+            f"document.querySelectorAll('svg path.edge').length >= "
+            f"{1 if source == 'arrival' else 2}"
+        )
+    problems = page.locator("#quest-problems").inner_text()
+    assert "unreachable" not in problems and "dead end" not in problems
+    assert "refers to missing lore ghost-entry" in problems
+    assert not_reloaded(page)
+    assert Quest.objects.get().edges.count() == 2
+
+
+@pytest.mark.engine
+def test_ask_an_npc_answers_from_the_lore_its_persona_knows(
+    page_as: Callable[[str], Page], alice: User, erin: User, engines: dict[str, str]
+) -> None:
+    write(alice, "mara-voss", kind="character", title="Mara Voss", summary="Morgue attendant.")
+    write(
+        alice,
+        "ledger",
+        kind="item",
+        title="The Ledger of Debts",
+        knowledge_scope=["mara-voss"],
+        body="The broker writes every body he buys and the debt it left in a calfskin book.",
+    )
+    write(alice, "silas", kind="character", title="Silas Crane", body="The broker.")
+    for slug in ("mara-voss", "ledger", "silas"):
+        services.lore_entry_publish(slug=slug, revision_number=1, published_by=erin)
+        services.lore_entry_index(entry_id=LoreEntry.objects.get(slug=slug).pk)
+    page = page_as("alice")
+    page.goto("/lore/ask")
+
+    page.select_option("#id_persona", "mara-voss")
+    page.fill("#id_question", "Where does the broker write down debts?")
+    page.click("button:has-text('Ask')")
+    page.locator("#npc-answer").wait_for(timeout=60_000)
+    assert page.locator("#npc-answer").inner_text().startswith("Mara Voss:")
+    assert "The Ledger of Debts" in page.locator("#ask-context").inner_text()
+
+    page.select_option("#id_persona", "silas")
+    page.click("button:has-text('Ask')")
+    page.wait_for_function(
+        "document.querySelector('#npc-answer')?.innerText.startsWith('Silas Crane:')",
+        timeout=60_000,
+    )
+    assert "The Ledger of Debts" not in page.locator("#ask-context").inner_text()
