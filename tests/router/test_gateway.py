@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -225,3 +226,42 @@ def test_a_spent_daily_budget_is_a_429(
     )
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "budget_limit"
+
+
+def test_tokens_per_minute_are_limited_after_the_answer_that_crossed_them(
+    asgi_server: LiveServer, make_key: Callable[..., str], settings: Any
+) -> None:
+    import asyncio
+    import threading
+
+    from tests.support.scripted_engine import ScriptedEngine, completion
+
+    loop = asyncio.new_event_loop()
+    engine = ScriptedEngine(completion("many words here", completion_tokens=40))
+    loop.run_until_complete(engine.__aenter__())
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    try:
+        settings.BODYBROKER_TIERS = {
+            tier: {
+                "urls": [engine.base_url] if tier == "silver" else [],
+                "model": tier,
+                "fallback_urls": [],
+            }
+            for tier in ("gold", "silver", "bronze")
+        }
+        raw = make_key("infer")
+        ApiKey.objects.filter(name="test key").update(tokens_per_minute=50)
+        body = {"model": "silver", "messages": [{"role": "user", "content": "talk"}]}
+        headers = {"Authorization": f"Bearer {raw}"}
+        url = f"{asgi_server.url}/v1/chat/completions"
+        first = httpx.post(url, json=body, headers=headers)
+        assert first.status_code == 200  # 45 tokens (5 in, 40 out): under 50 when it started
+        deadline = time.monotonic() + 5
+        second = httpx.post(url, json=body, headers=headers)
+        while second.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first answer's tokens are counted just after it is sent
+            second = httpx.post(url, json=body, headers=headers)
+        assert second.status_code == 429
+        assert second.json()["error"]["code"] == "tokens_limit"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
