@@ -82,3 +82,51 @@ class GameStateEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject} ({self.status})"
+
+
+class MicroPolicy(models.TextChoices):
+    """The deterministic per-frame policies of ``npc_runtime`` (same names there)."""
+
+    GUARD = "guard"
+    CIVILIAN = "civilian"
+    STALKER = "stalker"
+
+
+class Npc(models.Model):
+    """An NPC definition: its persona, the closed vocabulary of intents the Gold tier may pick
+    for it, the lore it may know, its in-character refusals, its tier settings, and the
+    micro-policy that runs it every frame.
+
+    ``slug`` is the NPC id the game and the game-state tables (``NpcState.npc_id``) use.
+    ``allowed_intents`` is a list of ``{"name": <slug>, "args": [<identifier>, ...]}``;
+    ``knowledge_scope`` lists lore persona (character entry) slugs whose restricted lore this NPC
+    may know — the same vocabulary as ``LoreEntry.knowledge_scope``; common lore is always known.
+    Validation lives in ``services.check_npc_fields``; rows are written through the services.
+    """
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=120)
+    role = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    motivation = models.TextField(blank=True)
+    speaking_style = models.CharField(max_length=300, blank=True)
+    archetype = models.SlugField(max_length=40, default="civilian")
+    allowed_intents = models.JSONField(default=list)
+    default_intent = models.SlugField(max_length=40, default="idle")
+    knowledge_scope = models.JSONField(default=list, blank=True)
+    safety_lines = models.JSONField(default=list)
+    intent_hz = models.FloatField(default=1.0)
+    intent_max_tokens = models.PositiveSmallIntegerField(default=8)
+    dialogue_max_tokens = models.PositiveSmallIntegerField(default=96)
+    micro_policy = models.CharField(
+        max_length=20, choices=MicroPolicy.choices, default=MicroPolicy.CIVILIAN
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name", "slug")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"

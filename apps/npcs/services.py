@@ -1,18 +1,23 @@
-"""Writes of the game state: queueing state-change events and applying approved writes.
+"""Writes of the game state (queueing state-change events, applying approved writes) and of NPC
+definitions (``npc_create``/``npc_update``).
 
 Events go out on the ``game_state`` channel-layer group (``type: "game_state.event"``) when
-their row commits; applied writes go out as ``game_state.applied``.
+their row commits; applied writes go out as ``game_state.applied``; NPC definition changes go out
+on the ``npcs`` group as ``npc.changed``.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from apps.npcs.models import GameStateEvent, NpcState, WorldState
+from apps.npcs import archetypes
+from apps.npcs.models import GameStateEvent, MicroPolicy, Npc, NpcState, WorldState
 from apps.npcs.selectors import parse_subject, state_cache_key
 from bodybroker.broadcast import broadcast
 
@@ -142,3 +147,257 @@ def game_state_events_close(*, change_request_id: Any, status: str) -> int:
     return GameStateEvent.objects.filter(
         change_request_id=change_request_id, status=GameStateEvent.Status.PENDING
     ).update(status=closed)
+
+
+# --- NPC definitions -----------------------------------------------------------------------------
+
+NPCS_GROUP = "npcs"
+NPC_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")  # the game-state subject vocabulary
+INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+ARG_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+LORE_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+RESERVED_SLUGS = frozenset({"new", "ask"})  # taken by the NPC pages' own URLs
+MAX_INTENTS = 32
+MAX_ARGS = 4
+MAX_SAFETY_LINES = 20
+INTENT_HZ_RANGE = (0.5, 2.0)
+INTENT_TOKENS_RANGE = (1, 8)
+DIALOGUE_TOKENS_RANGE = (1, 512)
+TEXT_LIMITS = {
+    "name": 120,
+    "role": 200,
+    "description": 2000,
+    "motivation": 1000,
+    "speaking_style": 300,
+}
+NPC_FIELDS = (
+    "name",
+    "role",
+    "description",
+    "motivation",
+    "speaking_style",
+    "archetype",
+    "allowed_intents",
+    "default_intent",
+    "knowledge_scope",
+    "safety_lines",
+    "intent_hz",
+    "intent_max_tokens",
+    "dialogue_max_tokens",
+    "micro_policy",
+    "active",
+)
+
+
+class NpcValidationError(ValueError):
+    """NPC fields that do not validate; ``fields`` maps each field to its messages."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()))
+        self.fields = fields
+
+
+class NpcNotFoundError(LookupError):
+    """No NPC definition with that slug."""
+
+
+def _check_intents(value: Any, errors: dict[str, list[str]]) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value:
+        errors["allowed_intents"] = ["a non-empty list of {name, args} intents"]
+        return []
+    if len(value) > MAX_INTENTS:
+        errors["allowed_intents"] = [f"at most {MAX_INTENTS} intents"]
+        return []
+    problems: list[str] = []
+    intents: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        where = f"intent {index + 1}"
+        if not isinstance(item, dict) or not set(item) <= {"name", "args"} or "name" not in item:
+            problems.append(f"{where}: an object with 'name' and optional 'args' only")
+            continue
+        name, args = item["name"], item.get("args", [])
+        if not isinstance(name, str) or not INTENT_NAME.match(name):
+            problems.append(f"{where}: name {name!r} is not a lower-case slug like 'patrol'")
+            continue
+        if name in seen:
+            problems.append(f"{where}: '{name}' appears twice")
+            continue
+        seen.add(name)
+        if (
+            not isinstance(args, list)
+            or len(args) > MAX_ARGS
+            or any(not isinstance(a, str) or not ARG_NAME.match(a) for a in args)
+            or len(set(args)) != len(args)
+        ):
+            problems.append(
+                f"'{name}': args are up to {MAX_ARGS} distinct lower-case identifiers like 'x'"
+            )
+            continue
+        intents.append({"name": name, "args": list(args)})
+    if problems:
+        errors["allowed_intents"] = problems
+    return intents
+
+
+def _check_string_list(
+    value: Any, field: str, pattern: re.Pattern[str], errors: dict[str, list[str]], limit: int
+) -> list[str]:
+    if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+        errors[field] = ["a list of strings"]
+        return []
+    bad = [v for v in value if not pattern.match(v)]
+    if bad:
+        errors[field] = [f"not lower-case slugs: {', '.join(map(repr, bad[:5]))}"]
+    elif len(value) > limit:
+        errors[field] = [f"at most {limit} items"]
+    return list(dict.fromkeys(value))
+
+
+def check_npc_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate a complete set of NPC fields (as stored); returns them cleaned.
+
+    Raises NpcValidationError naming every field that is wrong.
+    """
+    errors: dict[str, list[str]] = {}
+    clean = dict(fields)
+    for name, limit in TEXT_LIMITS.items():
+        text = clean.get(name, "")
+        if not isinstance(text, str):
+            errors[name] = ["must be a string"]
+            continue
+        clean[name] = text.strip()
+        if len(clean[name]) > limit:
+            errors[name] = [f"at most {limit} characters"]
+    if not clean.get("name") and "name" not in errors:
+        errors["name"] = ["an NPC needs a name"]
+    archetype = clean.get("archetype")
+    if not isinstance(archetype, str) or not INTENT_NAME.match(archetype):
+        errors["archetype"] = ["a lower-case slug such as " + ", ".join(archetypes.archetype_names())]
+    intents = _check_intents(clean.get("allowed_intents"), errors)
+    clean["allowed_intents"] = intents
+    names = [i["name"] for i in intents]
+    default = clean.get("default_intent") or (
+        archetypes.DEFAULT_INTENT if archetypes.DEFAULT_INTENT in names else names[:1] or [""]
+    )[0] if not clean.get("default_intent") else clean.get("default_intent")
+    if intents and default not in names:
+        errors["default_intent"] = [f"'{default}' is not one of the allowed intents"]
+    clean["default_intent"] = default
+    clean["knowledge_scope"] = _check_string_list(
+        clean.get("knowledge_scope", []), "knowledge_scope", LORE_SLUG, errors, 50
+    )
+    lines = clean.get("safety_lines")
+    if not isinstance(lines, list) or any(not isinstance(x, str) for x in lines):
+        errors["safety_lines"] = ["a list of in-character lines"]
+    else:
+        lines = [x.strip() for x in lines if x.strip()]
+        if not lines:
+            errors["safety_lines"] = ["give at least one in-character refusal line"]
+        elif len(lines) > MAX_SAFETY_LINES or any(len(x) > 300 for x in lines):
+            errors["safety_lines"] = [f"at most {MAX_SAFETY_LINES} lines of 300 characters"]
+        clean["safety_lines"] = lines
+    hz = clean.get("intent_hz")
+    low, high = INTENT_HZ_RANGE
+    if (
+        isinstance(hz, bool)
+        or not isinstance(hz, int | float)
+        or not math.isfinite(hz)
+        or not low <= hz <= high
+    ):
+        errors["intent_hz"] = [f"a number from {low} to {high} (intent refreshes per second)"]
+    for field, (lo, hi) in (
+        ("intent_max_tokens", INTENT_TOKENS_RANGE),
+        ("dialogue_max_tokens", DIALOGUE_TOKENS_RANGE),
+    ):
+        value = clean.get(field)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            errors[field] = [f"a whole number from {lo} to {hi}"]
+    if clean.get("micro_policy") not in MicroPolicy.values:
+        errors["micro_policy"] = [f"one of {', '.join(MicroPolicy.values)}"]
+    if not isinstance(clean.get("active"), bool):
+        errors["active"] = ["true or false"]
+    if errors:
+        raise NpcValidationError(errors)
+    return clean
+
+
+def _npc_defaults(archetype: str) -> dict[str, Any]:
+    return {
+        "role": "",
+        "description": "",
+        "motivation": "",
+        "speaking_style": "",
+        "archetype": archetype,
+        "allowed_intents": archetypes.archetype_intents(archetype),
+        "default_intent": "",
+        "knowledge_scope": [],
+        "intent_hz": 1.0,
+        "intent_max_tokens": 8,
+        "dialogue_max_tokens": 96,
+        "micro_policy": archetypes.POLICY_FOR_ARCHETYPE.get(archetype, MicroPolicy.CIVILIAN),
+        "active": True,
+    }
+
+
+def _announce(npc: Npc, action: str) -> None:
+    from apps.npcs import personas  # the provider's process-local cache
+
+    slug = npc.slug
+    transaction.on_commit(lambda: personas.forget(slug))
+    broadcast(NPCS_GROUP, {"type": "npc.changed", "slug": slug, "action": action})
+
+
+def npc_create(*, slug: str, fields: dict[str, Any]) -> Npc:
+    """Create an NPC definition; omitted fields take the archetype's preset (intents, policy).
+
+    Validates everything first (NpcValidationError names each bad field; a taken slug is a
+    ``slug`` error). Locks nothing; the unique slug decides a race. Emits ``npc.changed``
+    (``action: "created"``) on the ``npcs`` group on commit.
+    """
+    unknown = sorted(set(fields) - set(NPC_FIELDS))
+    if unknown:
+        raise NpcValidationError({name: ["unknown field"] for name in unknown})
+    errors: dict[str, list[str]] = {}
+    if not isinstance(slug, str) or not NPC_SLUG.match(slug):
+        errors["slug"] = ["a lower-case slug (letters, digits, - and _), up to 100 characters"]
+    elif slug in RESERVED_SLUGS:
+        errors["slug"] = [f"'{slug}' is reserved; pick another"]
+    archetype = fields.get("archetype", "civilian")
+    merged = {**_npc_defaults(archetype if isinstance(archetype, str) else ""), **fields}
+    try:
+        clean = check_npc_fields(merged)
+    except NpcValidationError as exc:
+        raise NpcValidationError({**errors, **exc.fields}) from exc
+    if errors:
+        raise NpcValidationError(errors)
+    with transaction.atomic():
+        if Npc.objects.filter(slug=slug).exists():
+            raise NpcValidationError({"slug": [f"an NPC '{slug}' exists already"]})
+        npc = Npc.objects.create(slug=slug, **clean)
+        _announce(npc, "created")
+    return npc
+
+
+def npc_update(*, slug: str, changes: dict[str, Any]) -> Npc:
+    """Change some fields of an NPC definition; the result is validated as a whole.
+
+    Locks the NPC's row (SELECT … FOR UPDATE) so two edits apply one after the other. Raises
+    NpcNotFoundError or NpcValidationError. Drops this process's cached persona and emits
+    ``npc.changed`` (``action: "updated"``) on the ``npcs`` group on commit.
+    """
+    unknown = sorted(set(changes) - set(NPC_FIELDS))
+    if unknown:
+        raise NpcValidationError({name: ["unknown field"] for name in unknown})
+    with transaction.atomic():
+        npc = Npc.objects.select_for_update().filter(slug=slug).first()
+        if npc is None:
+            raise NpcNotFoundError(f"no NPC '{slug}'")
+        current = {name: getattr(npc, name) for name in NPC_FIELDS}
+        clean = check_npc_fields({**current, **changes})
+        changed = [name for name in NPC_FIELDS if clean[name] != current[name]]
+        for name in changed:
+            setattr(npc, name, clean[name])
+        if changed:
+            npc.save(update_fields=[*changed, "updated_at"])
+            _announce(npc, "updated")
+    return npc

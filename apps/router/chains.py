@@ -28,7 +28,7 @@ from apps.router.personas import template_line, with_persona_prefix
 from apps.router.policy import RouteDecision, Tier
 from apps.router.pools import NoEndpoint, TierPool, pools
 from inference.client import Chunk
-from inference.errors import EngineError, EngineHTTPError, EngineStalled
+from inference.errors import EngineError, EngineHTTPError
 
 # Links that do not generate: they answer at once from memory or rules.
 INSTANT_LINKS: dict[Tier, tuple[Source, ...]] = {
@@ -137,13 +137,9 @@ async def _ask_model(
                     with_persona_prefix(request), **_engine_kwargs(request)
                 )
         except TimeoutError:
-            raise EngineStalledOrLate(f"{pool.tier} {source}: deadline passed") from None
-        except EngineHTTPError as exc:
-            if exc.retryable:
-                endpoint.mark_down(time.monotonic())
-            raise
-        except EngineError:
-            endpoint.mark_down(time.monotonic())
+            raise DeadlinePassed(f"{pool.tier} {source}: deadline passed") from None
+        except EngineError as exc:
+            endpoint.record_failure(exc)
             raise
         endpoint.mark_up()
         endpoint.observe(completion.latency_ms, completion.completion_tokens or 1)
@@ -161,7 +157,7 @@ async def _ask_model(
     )
 
 
-class EngineStalledOrLate(EngineError):
+class DeadlinePassed(EngineError):
     """The request's own deadline ran out while a model link was answering."""
 
 
@@ -342,17 +338,12 @@ async def stream(
                             finish_reason = chunk.finish_reason or finish_reason
                             if chunk.completion_tokens is not None:
                                 usage = (chunk.prompt_tokens, chunk.completion_tokens)
-                except TimeoutError:
-                    endpoint.mark_down(time.monotonic())
-                    raise EngineStalled(
+                except TimeoutError:  # the request's own deadline, not the engine's fault
+                    raise DeadlinePassed(
                         "the request's deadline passed mid-stream", text="".join(parts)
                     ) from None
-                except EngineHTTPError as exc:
-                    if exc.retryable:
-                        endpoint.mark_down(time.monotonic())
-                    raise
-                except EngineError:
-                    endpoint.mark_down(time.monotonic())
+                except EngineError as exc:
+                    endpoint.record_failure(exc)
                     raise
                 endpoint.mark_up()
                 latency_ms = (time.perf_counter() - started) * 1000

@@ -30,6 +30,7 @@ from django.dispatch import receiver
 
 from apps.router.policy import Priority, Tier
 from inference.client import EngineClient, Timeouts, get_client
+from inference.errors import EngineError, EngineHTTPError
 
 DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 EWMA_ALPHA = 0.2
@@ -67,6 +68,12 @@ class Endpoint:
         self.failures += 1
         self.healthy = False
         self.retry_at = now + DOWN_BACKOFF_S[min(self.failures, len(DOWN_BACKOFF_S)) - 1]
+
+    def record_failure(self, exc: EngineError) -> None:
+        """A connection error, timeout, stall or 5xx counts against the endpoint; a 4xx (the
+        request's fault) does not."""
+        if not isinstance(exc, EngineHTTPError) or exc.retryable:
+            self.mark_down(time.monotonic())
 
     def observe(self, latency_ms: float, completion_tokens: int) -> None:
         """Fold one answer's latency into the per-token and fixed-cost estimates."""

@@ -91,6 +91,8 @@ def test_the_dashboard_shows_each_tier_and_todays_cost(client: Any, adam: Any) -
     page = client.get("/dashboards/").content.decode()
     assert "<td>gold</td><td>policy</td>" in page
     assert "$0.00012" in page and "$0.00210" in page
+    assert "<title>Dashboards · Body Broker</title>" in page
+    assert page.count("Cost today") == 1
 
 
 def test_quantiles_come_from_histogram_buckets() -> None:
