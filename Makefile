@@ -36,6 +36,7 @@ run: setup
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_lore
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_npcs
 	DEBUG=$${DEBUG:-1} exec $(BIN)/python -m bodybroker.stack
 
 test: setup $(CHROMIUM)
@@ -44,7 +45,7 @@ test: setup $(CHROMIUM)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy apps inference bodybroker
+	$(BIN)/mypy apps inference bodybroker npc_runtime
 	$(MAKE) --no-print-directory check
 
 check: setup
@@ -56,7 +57,7 @@ fmt: setup
 	$(BIN)/ruff check --fix .
 
 type: setup
-	$(BIN)/mypy apps inference bodybroker
+	$(BIN)/mypy apps inference bodybroker npc_runtime
 
 # Lore retrieval: recall@5, MRR and query p50/p99 at 1k and 20k passages (embedded index).
 bench-rag: setup

@@ -17,6 +17,7 @@ urlpatterns = [
     path("lore/", include("apps.story.page_urls")),
     path("npcs/", npc_views.npcs, name="npcs"),
     path("npcs/ask", npc_views.npcs_ask, name="npcs-ask"),
+    path("npcs/", include("apps.npcs.page_urls")),
     path("jobs/", router_views.jobs, name="jobs"),
     path("jobs/<uuid:job_id>/", router_views.job_detail, name="job-detail"),
     path("approvals/", ops_views.approvals, name="approvals"),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("api/v1/", include("apps.router.urls")),
     path("api/v1/", include("apps.story.urls")),
     path("api/v1/", include("apps.admin_ops.urls")),
+    path("api/v1/", include("apps.npcs.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("admin/", admin.site.urls),
 ]

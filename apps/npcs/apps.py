@@ -12,3 +12,8 @@ class NpcsConfig(AppConfig):
         from apps.npcs import change_kinds
 
         change_kinds.register()  # game_state.write change requests apply through this app
+
+        from apps.npcs import personas
+        from apps.router.personas import register_persona_provider
+
+        register_persona_provider(personas.provide)  # persona="<npc slug>" plays that NPC

@@ -50,3 +50,29 @@ def archetype_names() -> list[str]:
 def archetype_intents(archetype: str) -> list[dict[str, Any]]:
     """The default allowed intents of ``archetype`` (a fresh list; ``[]`` when unknown)."""
     return [{"name": name, "args": list(args)} for name, args in PRESETS.get(archetype, ())]
+
+
+def format_intents(intents: list[dict[str, Any]]) -> str:
+    """Intents in the notation the editor shows, one a line: ``investigate(x, y)``."""
+    return "\n".join(
+        f"{i['name']}({', '.join(i.get('args', []))})" if i.get("args") else str(i["name"])
+        for i in intents
+    )
+
+
+def parse_intents(text: str) -> list[dict[str, Any]]:
+    """The editor notation back to ``[{"name", "args"}]``; raises ValueError on a bad line.
+
+    Names and args are checked by the services; this only reads the shape ``name(a, b)``.
+    """
+    intents: list[dict[str, Any]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        name, paren, rest = line.partition("(")
+        if paren and not rest.endswith(")"):
+            raise ValueError(f"line {number}: write name(arg, arg) with a closing parenthesis")
+        args = [a.strip() for a in rest[:-1].split(",") if a.strip()] if paren else []
+        intents.append({"name": name.strip(), "args": args})
+    return intents

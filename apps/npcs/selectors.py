@@ -1,4 +1,5 @@
-"""Reads of the game state: NPC and world state (exact, or cached for tools) and events."""
+"""Reads of the game state (NPC and world state, exact or cached for tools, and events) and of
+NPC definitions (``npc_get``, ``npcs_list``, ``npc_prompt``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import QuerySet
 
-from apps.npcs.models import GameStateEvent, NpcState, WorldState
+from apps.npcs.models import GameStateEvent, Npc, NpcState, WorldState
 
 STATE_CACHE_TTL_S = 5
 SUBJECT = re.compile(r"^(npc|world):([a-z0-9][a-z0-9_-]{0,99})$")
@@ -71,3 +72,47 @@ def game_state_events(*, subject: str | None = None) -> QuerySet[GameStateEvent]
     if subject:
         events = events.filter(subject=subject)
     return events
+
+
+# --- NPC definitions -----------------------------------------------------------------------------
+
+PROMPT_DESCRIPTION_CHARS = 300  # Gold prompts stay short: the description is cut at a word
+
+
+def npc_get(*, slug: str) -> Npc | None:
+    return Npc.objects.filter(slug=slug).first()
+
+
+def npcs_list(*, active: bool | None = None, archetype: str = "") -> QuerySet[Npc]:
+    """NPC definitions by name; ``active``/``archetype`` filter when given."""
+    npcs = Npc.objects.all()
+    if active is not None:
+        npcs = npcs.filter(active=active)
+    if archetype:
+        npcs = npcs.filter(archetype=archetype)
+    return npcs
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def npc_prompt(npc: Npc) -> str:
+    """The persona system prompt of an NPC for the Gold and Silver tiers.
+
+    Compact on purpose (a few sentences): it is the shared prefix of every intent request, so it
+    is identical for every call of one NPC (prefix caches reuse it) and short enough for Gold.
+    """
+    who = f"You are {npc.name}" + (f", {_clip(npc.role, 200)}" if npc.role else "") + "."
+    parts = [who]
+    if npc.description:
+        parts.append(_clip(npc.description, PROMPT_DESCRIPTION_CHARS))
+    if npc.motivation:
+        parts.append(f"You want: {_clip(npc.motivation, 200)}")
+    if npc.speaking_style:
+        parts.append(f"You speak {_clip(npc.speaking_style, 160)}")
+    parts.append("Stay in character; never mention being an AI.")
+    return " ".join(p if p.endswith((".", "!", "?", "…")) else p + "." for p in parts)

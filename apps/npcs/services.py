@@ -273,14 +273,19 @@ def check_npc_fields(fields: dict[str, Any]) -> dict[str, Any]:
         errors["name"] = ["an NPC needs a name"]
     archetype = clean.get("archetype")
     if not isinstance(archetype, str) or not INTENT_NAME.match(archetype):
-        errors["archetype"] = ["a lower-case slug such as " + ", ".join(archetypes.archetype_names())]
+        errors["archetype"] = [
+            "a lower-case slug such as " + ", ".join(archetypes.archetype_names())
+        ]
     intents = _check_intents(clean.get("allowed_intents"), errors)
     clean["allowed_intents"] = intents
     names = [i["name"] for i in intents]
-    default = clean.get("default_intent") or (
-        archetypes.DEFAULT_INTENT if archetypes.DEFAULT_INTENT in names else names[:1] or [""]
-    )[0] if not clean.get("default_intent") else clean.get("default_intent")
-    if intents and default not in names:
+    default = clean.get("default_intent")
+    if not default:  # idle when the vocabulary has it (the recommended default), else the first
+        fallback = names[0] if names else ""
+        default = archetypes.DEFAULT_INTENT if archetypes.DEFAULT_INTENT in names else fallback
+    if not isinstance(default, str):
+        errors["default_intent"] = ["the name of one of the allowed intents"]
+    elif intents and default not in names:
         errors["default_intent"] = [f"'{default}' is not one of the allowed intents"]
     clean["default_intent"] = default
     clean["knowledge_scope"] = _check_string_list(

@@ -1,21 +1,197 @@
-"""NPC pages: the list and the dialogue playground against the Silver tier."""
+"""NPC pages: the list of NPC definitions, their create/edit form, and the dialogue playground
+against the Silver tier (optionally playing one NPC's persona).
+
+The form posts with htmx and gets back its own partial, with inline errors and a 400 when the
+NPC does not validate (``static/story/lore.js`` lets htmx swap 4xx partials); without htmx it
+posts as a plain form and gets the whole page.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from apps.npcs import archetypes, personas, selectors
+from apps.npcs import services as npc_services
+from apps.npcs.models import MicroPolicy, Npc
 from apps.router import services
+from apps.security.scopes import ADMIN, LORE
+from apps.security.selectors import user_scopes
+from apps.story import selectors as lore_selectors
 from inference.errors import EngineError
+
+View = Callable[..., Any]
+
+
+def _can_edit(user: Any) -> bool:
+    return bool({LORE, ADMIN} & user_scopes(user))
+
+
+def npc_editor_required(view: View) -> View:
+    """Signed in, with the ``lore`` or ``admin`` scope (writers, editors, admins)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not _can_edit(request.user):
+            raise PermissionDenied("editing NPCs needs the 'lore' or 'admin' scope")
+        response: HttpResponse = view(request, *args, **kwargs)
+        return response
+
+    return login_required(wrapped)
 
 
 @login_required
 def npcs(request: HttpRequest) -> HttpResponse:
-    return render(request, "pages/npcs.html")
+    """Every NPC definition, and the Silver playground that can play one of them."""
+    npc_list = list(selectors.npcs_list())
+    return render(
+        request,
+        "pages/npcs.html",
+        {"npcs": npc_list, "can_edit": _can_edit(request.user)},
+    )
+
+
+def _form_fields(request: HttpRequest) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The posted form as NPC fields, and the errors found while reading it."""
+    post = request.POST
+    errors: dict[str, list[str]] = {}
+    fields: dict[str, Any] = {
+        name: post.get(name, "")
+        for name in ("name", "role", "description", "motivation", "speaking_style")
+    }
+    fields["archetype"] = post.get("archetype", "").strip()
+    fields["micro_policy"] = post.get("micro_policy", "")
+    fields["default_intent"] = post.get("default_intent", "").strip()
+    fields["active"] = post.get("active") == "on"
+    fields["knowledge_scope"] = [s for s in post.getlist("knowledge_scope") if s]
+    fields["safety_lines"] = [line for line in post.get("safety_lines", "").splitlines()]
+    try:
+        fields["allowed_intents"] = archetypes.parse_intents(post.get("allowed_intents", ""))
+    except ValueError as exc:
+        errors["allowed_intents"] = [str(exc)]
+    for name, cast in (
+        ("intent_hz", float),
+        ("intent_max_tokens", int),
+        ("dialogue_max_tokens", int),
+    ):
+        raw = post.get(name, "").strip()
+        try:
+            fields[name] = cast(raw)
+        except ValueError:
+            errors[name] = ["a number"]
+    return fields, errors
+
+
+def _form_context(
+    *, npc: Npc | None, form: dict[str, Any], slug: str, errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    intents = form.get("allowed_intents")
+    known = {p.slug: p.title for p in lore_selectors.lore_personas()}
+    for scoped in form.get("knowledge_scope", []):
+        known.setdefault(scoped, scoped)
+    return {
+        "npc": npc,
+        "form": form,
+        "slug": slug,
+        "errors": errors,
+        "intents_text": form.get("intents_text")
+        or (archetypes.format_intents(intents) if isinstance(intents, list) else ""),
+        "safety_text": "\n".join(form.get("safety_lines", [])),
+        "archetypes": archetypes.archetype_names(),
+        "presets": {
+            a: archetypes.format_intents(archetypes.archetype_intents(a))
+            for a in archetypes.archetype_names()
+        },
+        "policies": MicroPolicy.values,
+        "lore_personas": sorted(known.items(), key=lambda item: item[1]),
+    }
+
+
+def _saved(request: HttpRequest) -> HttpResponse:
+    url = reverse("npcs")
+    if request.headers.get("HX-Request") == "true":
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _invalid(
+    request: HttpRequest, *, npc: Npc | None, form: dict[str, Any], slug: str, errors: Any
+) -> HttpResponse:
+    form = {**form, "intents_text": request.POST.get("allowed_intents", "")}
+    context = _form_context(npc=npc, form=form, slug=slug, errors=errors)
+    template = (
+        "npcs/partials/npc_form.html"
+        if request.headers.get("HX-Request") == "true"
+        else "npcs/npc_edit.html"
+    )
+    return render(request, template, context, status=400)
+
+
+@npc_editor_required
+def npc_new(request: HttpRequest) -> HttpResponse:
+    """Create an NPC; a new form starts from the ``civilian`` archetype's preset."""
+    if request.method == "POST":
+        fields, errors = _form_fields(request)
+        slug = request.POST.get("slug", "").strip()
+        if not fields.get("allowed_intents"):
+            fields.pop("allowed_intents", None)  # none written: the archetype's preset
+        if not errors:
+            try:
+                npc_services.npc_create(slug=slug, fields=fields)
+            except npc_services.NpcValidationError as exc:
+                errors = exc.fields
+        if errors:
+            return _invalid(request, npc=None, form=fields, slug=slug, errors=errors)
+        return _saved(request)
+    archetype = request.GET.get("archetype", "civilian")
+    form = {
+        "archetype": archetype,
+        "allowed_intents": archetypes.archetype_intents(archetype),
+        "default_intent": archetypes.DEFAULT_INTENT,
+        "micro_policy": archetypes.POLICY_FOR_ARCHETYPE.get(archetype, MicroPolicy.CIVILIAN),
+        "intent_hz": 1.0,
+        "intent_max_tokens": 8,
+        "dialogue_max_tokens": 96,
+        "active": True,
+        "knowledge_scope": [],
+        "safety_lines": [],
+    }
+    context = _form_context(npc=None, form=form, slug="", errors={})
+    return render(request, "npcs/npc_edit.html", context)
+
+
+@npc_editor_required
+def npc_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    """Edit an NPC definition; the whole form is saved and validated as one."""
+    npc = selectors.npc_get(slug=slug)
+    if npc is None:
+        raise Http404(f"no NPC '{slug}'")
+    if request.method == "POST":
+        fields, errors = _form_fields(request)
+        if not errors:
+            try:
+                npc_services.npc_update(slug=slug, changes=fields)
+            except npc_services.NpcValidationError as exc:
+                errors = exc.fields
+        if errors:
+            return _invalid(request, npc=npc, form=fields, slug=slug, errors=errors)
+        return _saved(request)
+    form = {name: getattr(npc, name) for name in npc_services.NPC_FIELDS}
+    return render(
+        request, "npcs/npc_edit.html", _form_context(npc=npc, form=form, slug=slug, errors={})
+    )
 
 
 @require_POST
@@ -34,8 +210,23 @@ async def npcs_ask(request: HttpRequest) -> HttpResponse:
             {"error": "Write a line for the player and pick 1–512 tokens."},
             status=400,
         )
+    persona_slug = request.POST.get("persona", "").strip() or None
+    if persona_slug is not None:
+        npc = await sync_to_async(selectors.npc_get)(slug=persona_slug)
+        if npc is None or not npc.active:
+            return render(
+                request,
+                "partials/answer.html",
+                {"error": f"No active NPC '{persona_slug}' to play."},
+                status=400,
+            )
+        # the router's persona provider answers async callers from its cache only: fill it here
+        await sync_to_async(personas.warm)([persona_slug])
     infer_request = services.InferenceRequest(
-        messages=[{"role": "user", "content": prompt}], sla="interactive", max_tokens=max_tokens
+        messages=[{"role": "user", "content": prompt}],
+        sla="interactive",
+        max_tokens=max_tokens,
+        persona=persona_slug,
     )
     try:
         answer = await services.infer(request=infer_request, decision=infer_request.decide())

@@ -1,0 +1,716 @@
+"""The game-client websocket protocol, version 1 (see ``docs/protocol.md``).
+
+One module shared by the server consumer and the Python client: message dataclasses, a fast
+hand-written validator for client frames (:func:`parse_client_message`), a tolerant one for server
+frames (:func:`parse_server_message`) and :func:`encode`. No Django, no pydantic: parsing runs for
+every frame of every client.
+
+Client frames are strict: unknown ``type`` or unknown fields are errors. Server frames are read
+tolerantly (unknown fields ignored) so a server may add informational fields within a version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from npc_runtime.policies import NpcState
+
+PROTOCOL_VERSION = 1
+SUPPORTED_PROTOCOLS: frozenset[int] = frozenset({1})
+MAX_FRAME_BYTES = 16 * 1024
+MAX_ID_CHARS = 100
+MAX_REF_CHARS = 64
+MAX_TEXT_CHARS = 2000
+MAX_ROUTE_POINTS = 64
+
+INTENT_SOURCES: frozenset[str] = frozenset({"model", "cache", "prediction", "policy"})
+DIALOGUE_SOURCES: frozenset[str] = frozenset({"model", "cache", "prediction", "template", "safety"})
+
+# Error codes raised by the parser.
+INVALID_JSON = "invalid_json"
+BAD_FRAME = "bad_frame"
+UNKNOWN_TYPE = "unknown_type"
+MISSING_FIELD = "missing_field"
+BAD_FIELD = "bad_field"
+TOO_LARGE = "too_large"
+# Error codes the server uses for valid frames it cannot serve.
+UNSUPPORTED_VERSION = "unsupported_version"
+UNAUTHORIZED = "unauthorized"
+UNKNOWN_NPC = "unknown_npc"
+NOT_SUBSCRIBED = "not_subscribed"
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+INTERNAL = "internal"
+
+ERROR_CODES: frozenset[str] = frozenset(
+    {
+        INVALID_JSON,
+        BAD_FRAME,
+        UNKNOWN_TYPE,
+        MISSING_FIELD,
+        BAD_FIELD,
+        TOO_LARGE,
+        UNSUPPORTED_VERSION,
+        UNAUTHORIZED,
+        UNKNOWN_NPC,
+        NOT_SUBSCRIBED,
+        RATE_LIMITED,
+        UNAVAILABLE,
+        INTERNAL,
+    }
+)
+
+Ref = str | int | None
+
+
+class ProtocolError(Exception):
+    """A frame the protocol rejects: ``code`` (stable), ``message``, the frame's ``ref`` (if it
+    could be read) and the offending ``field`` (if one)."""
+
+    def __init__(self, code: str, message: str, ref: Ref = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.field = field
+
+    def to_error(self) -> ErrorMessage:
+        """The ``error`` frame that answers this problem."""
+        return ErrorMessage(code=self.code, message=self.message, ref=self.ref, field=self.field)
+
+
+# ----------------------------------------------------------------------------------------------
+# Client → server messages
+
+
+@dataclass(slots=True)
+class Hello:
+    """First frame of a session: the protocol version and, optionally, the API key."""
+
+    protocol: int
+    api_key: str | None = None
+    ref: Ref = None
+    type: str = dataclasses.field(default="hello", init=False)
+
+
+@dataclass(slots=True)
+class Subscribe:
+    """Ask for pushed intents of one NPC."""
+
+    npc_id: str
+    ref: Ref = None
+    type: str = dataclasses.field(default="npc.subscribe", init=False)
+
+
+@dataclass(slots=True)
+class Unsubscribe:
+    """Stop pushed intents of one NPC."""
+
+    npc_id: str
+    ref: Ref = None
+    type: str = dataclasses.field(default="npc.unsubscribe", init=False)
+
+
+@dataclass(slots=True)
+class StateUpdate:
+    """The latest state of one NPC (see :func:`state_to_wire`) and optional free-form world."""
+
+    npc_id: str
+    state: dict[str, Any]
+    world: dict[str, Any] | None = None
+    ref: Ref = None
+    type: str = dataclasses.field(default="state.update", init=False)
+
+
+@dataclass(slots=True)
+class IntentGet:
+    """Ask for the current intent of one NPC; answered from the cache at once."""
+
+    npc_id: str
+    ref: Ref = None
+    type: str = dataclasses.field(default="intent.get", init=False)
+
+
+@dataclass(slots=True)
+class DialogueSay:
+    """The player says ``text`` to an NPC; the reply streams as dialogue.token … dialogue.done."""
+
+    npc_id: str
+    text: str
+    conversation_id: str | None = None
+    ref: Ref = None
+    type: str = dataclasses.field(default="dialogue.say", init=False)
+
+
+@dataclass(slots=True)
+class DialogueCancel:
+    """Stop a streaming reply, named by ``conversation_id`` or by the ``ref`` of its say."""
+
+    conversation_id: str | None = None
+    ref: Ref = None
+    type: str = dataclasses.field(default="dialogue.cancel", init=False)
+
+
+@dataclass(slots=True)
+class Ping:
+    """Liveness and clock check; answered with ``pong``."""
+
+    ref: Ref = None
+    type: str = dataclasses.field(default="ping", init=False)
+
+
+ClientMessage = (
+    Hello | Subscribe | Unsubscribe | StateUpdate | IntentGet | DialogueSay | DialogueCancel | Ping
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Server → client messages
+
+
+@dataclass(slots=True)
+class Welcome:
+    """Answer to ``hello``: the agreed protocol and the connection's limits."""
+
+    protocol: int
+    server_time: float
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    rate_per_s: int = 0
+    ref: Ref = None
+    type: str = dataclasses.field(default="welcome", init=False)
+
+
+@dataclass(slots=True)
+class Subscribed:
+    """Answer to ``npc.subscribe``: what the client needs to run the NPC's micro-policy."""
+
+    npc_id: str
+    policy: str
+    allowed_intents: list[str]
+    default_intent: str = "idle"
+    ref: Ref = None
+    type: str = dataclasses.field(default="npc.subscribed", init=False)
+
+
+@dataclass(slots=True)
+class Unsubscribed:
+    """Answer to ``npc.unsubscribe``."""
+
+    npc_id: str
+    ref: Ref = None
+    type: str = dataclasses.field(default="npc.unsubscribed", init=False)
+
+
+@dataclass(slots=True)
+class IntentMessage:
+    """An NPC's intent, pushed or answering ``intent.get``; valid ``ttl_ms`` after receipt."""
+
+    npc_id: str
+    intent: str
+    args: dict[str, Any]
+    source: str
+    generated_at: float
+    ttl_ms: int
+    ref: Ref = None
+    type: str = dataclasses.field(default="intent", init=False)
+
+
+@dataclass(slots=True)
+class DialogueToken:
+    """One piece of a streaming reply."""
+
+    conversation_id: str
+    text: str
+    ref: Ref = None
+    type: str = dataclasses.field(default="dialogue.token", init=False)
+
+
+@dataclass(slots=True)
+class DialogueDone:
+    """End of a reply: the whole ``text``, who produced it, and whether it was cancelled."""
+
+    conversation_id: str
+    text: str
+    source: str
+    cancelled: bool = False
+    ref: Ref = None
+    type: str = dataclasses.field(default="dialogue.done", init=False)
+
+
+@dataclass(slots=True)
+class Pong:
+    """Answer to ``ping``."""
+
+    server_time: float
+    protocol: int = PROTOCOL_VERSION
+    ref: Ref = None
+    type: str = dataclasses.field(default="pong", init=False)
+
+
+@dataclass(slots=True)
+class ErrorMessage:
+    """A frame the server could not accept; the socket stays open."""
+
+    code: str
+    message: str
+    ref: Ref = None
+    field: str | None = None
+    type: str = dataclasses.field(default="error", init=False)
+
+
+ServerMessage = (
+    Welcome
+    | Subscribed
+    | Unsubscribed
+    | IntentMessage
+    | DialogueToken
+    | DialogueDone
+    | Pong
+    | ErrorMessage
+)
+Message = ClientMessage | ServerMessage
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding
+
+_ALWAYS: frozenset[str] = frozenset({"ref"})
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """The JSON object for ``message``: ``type`` first, ``None`` optionals left out.
+
+    ``ref`` is left out of client frames when ``None``; server frames that answer a request always
+    carry it (``null`` when the request had none) so a client can tell answers from pushes.
+    """
+    out: dict[str, Any] = {"type": message.type}
+    server = isinstance(message, _SERVER_TYPES)
+    for name in message.__slots__:
+        if name == "type":
+            continue
+        value = getattr(message, name)
+        if value is None and not (server and name in _ALWAYS):
+            continue
+        out[name] = value
+    return out
+
+
+def encode(message: Message) -> str:
+    """Compact JSON text of ``message``."""
+    return json.dumps(to_wire(message), separators=(",", ":"), allow_nan=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing client frames (strict, fast)
+
+_RESERVED: frozenset[str] = frozenset({"type", "ref"})
+
+
+def _ref(raw: dict[str, Any]) -> Ref:
+    ref = raw.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, str) and len(ref) <= MAX_REF_CHARS:
+        return ref
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return ref
+    raise ProtocolError(
+        BAD_FIELD,
+        f"'ref' must be a string of at most {MAX_REF_CHARS} chars or an integer",
+        None,
+        "ref",
+    )
+
+
+def _check_fields(raw: dict[str, Any], allowed: frozenset[str], ref: Ref, kind: str) -> None:
+    if len(raw) > len(allowed) + 2 or not raw.keys() <= allowed | _RESERVED:
+        extra = sorted(set(raw) - allowed - _RESERVED)
+        raise ProtocolError(BAD_FIELD, f"unknown field {extra[0]!r} in {kind}", ref, extra[0])
+
+
+def _required(raw: dict[str, Any], name: str, ref: Ref) -> Any:
+    try:
+        return raw[name]
+    except KeyError:
+        raise ProtocolError(MISSING_FIELD, f"'{name}' is required", ref, name) from None
+
+
+def _id(raw: dict[str, Any], name: str, ref: Ref, required: bool = True) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError(MISSING_FIELD, f"'{name}' is required", ref, name)
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS:
+        raise ProtocolError(
+            BAD_FIELD,
+            f"'{name}' must be a non-empty string of at most {MAX_ID_CHARS} chars",
+            ref,
+            name,
+        )
+    return value
+
+
+def _number(
+    value: Any, name: str, ref: Ref, low: float | None = None, high: float | None = None
+) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        bounds = f" in {low}..{high}" if low is not None and high is not None else ""
+        raise ProtocolError(BAD_FIELD, f"'{name}' must be a finite number{bounds}", ref, name)
+    return float(value)
+
+
+def _point(value: Any, name: str, ref: Ref) -> list[float]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ProtocolError(BAD_FIELD, f"'{name}' must be [x, y]", ref, name)
+    return [_number(value[0], name, ref), _number(value[1], name, ref)]
+
+
+_STATE_FIELDS: frozenset[str] = frozenset(
+    {"pos", "facing", "health", "fear", "player", "noise", "route", "target", "tick"}
+)
+_PLAYER_FIELDS: frozenset[str] = frozenset({"pos", "visible"})
+
+
+def _state(value: Any, ref: Ref) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(BAD_FIELD, "'state' must be an object", ref, "state")
+    if not value.keys() <= _STATE_FIELDS:
+        extra = sorted(set(value) - _STATE_FIELDS)[0]
+        raise ProtocolError(BAD_FIELD, f"unknown field 'state.{extra}'", ref, f"state.{extra}")
+    if "pos" not in value:
+        raise ProtocolError(MISSING_FIELD, "'state.pos' is required", ref, "state.pos")
+    _point(value["pos"], "state.pos", ref)
+    for key in ("health", "fear", "noise"):
+        if key in value:
+            _number(value[key], f"state.{key}", ref, 0.0, 1.0)
+    if "facing" in value:
+        _number(value["facing"], "state.facing", ref)
+    if "tick" in value:
+        tick = value["tick"]
+        if isinstance(tick, bool) or not isinstance(tick, int) or tick < 0:
+            raise ProtocolError(
+                BAD_FIELD, "'state.tick' must be a non-negative integer", ref, "state.tick"
+            )
+    if "player" in value:
+        player = value["player"]
+        if not isinstance(player, dict) or not player.keys() <= _PLAYER_FIELDS:
+            raise ProtocolError(
+                BAD_FIELD,
+                "'state.player' must be an object with 'pos' and 'visible'",
+                ref,
+                "state.player",
+            )
+        if "pos" in player:
+            _point(player["pos"], "state.player.pos", ref)
+        if "visible" in player and not isinstance(player["visible"], bool):
+            raise ProtocolError(
+                BAD_FIELD, "'state.player.visible' must be a boolean", ref, "state.player.visible"
+            )
+    if "route" in value:
+        route = value["route"]
+        if not isinstance(route, list) or len(route) > MAX_ROUTE_POINTS:
+            raise ProtocolError(
+                BAD_FIELD,
+                f"'state.route' must be a list of at most {MAX_ROUTE_POINTS} points",
+                ref,
+                "state.route",
+            )
+        for point in route:
+            _point(point, "state.route", ref)
+    if "target" in value and value["target"] is not None:
+        _point(value["target"], "state.target", ref)
+    return value
+
+
+def _hello(raw: dict[str, Any], ref: Ref) -> Hello:
+    _check_fields(raw, _F_HELLO, ref, "hello")
+    protocol = _required(raw, "protocol", ref)
+    if isinstance(protocol, bool) or not isinstance(protocol, int) or protocol < 1:
+        raise ProtocolError(BAD_FIELD, "'protocol' must be a positive integer", ref, "protocol")
+    api_key = raw.get("api_key")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key or len(api_key) > 200):
+        raise ProtocolError(BAD_FIELD, "'api_key' must be a non-empty string", ref, "api_key")
+    return Hello(protocol=protocol, api_key=api_key, ref=ref)
+
+
+def _subscribe(raw: dict[str, Any], ref: Ref) -> Subscribe:
+    _check_fields(raw, _F_NPC, ref, "npc.subscribe")
+    return Subscribe(npc_id=_id(raw, "npc_id", ref) or "", ref=ref)
+
+
+def _unsubscribe(raw: dict[str, Any], ref: Ref) -> Unsubscribe:
+    _check_fields(raw, _F_NPC, ref, "npc.unsubscribe")
+    return Unsubscribe(npc_id=_id(raw, "npc_id", ref) or "", ref=ref)
+
+
+def _intent_get(raw: dict[str, Any], ref: Ref) -> IntentGet:
+    _check_fields(raw, _F_NPC, ref, "intent.get")
+    return IntentGet(npc_id=_id(raw, "npc_id", ref) or "", ref=ref)
+
+
+def _state_update(raw: dict[str, Any], ref: Ref) -> StateUpdate:
+    _check_fields(raw, _F_STATE, ref, "state.update")
+    npc_id = _id(raw, "npc_id", ref) or ""
+    state = _state(_required(raw, "state", ref), ref)
+    world = raw.get("world")
+    if world is not None and not isinstance(world, dict):
+        raise ProtocolError(BAD_FIELD, "'world' must be an object", ref, "world")
+    return StateUpdate(npc_id=npc_id, state=state, world=world, ref=ref)
+
+
+def _dialogue_say(raw: dict[str, Any], ref: Ref) -> DialogueSay:
+    _check_fields(raw, _F_SAY, ref, "dialogue.say")
+    npc_id = _id(raw, "npc_id", ref) or ""
+    text = _required(raw, "text", ref)
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(
+            BAD_FIELD,
+            f"'text' must be a non-blank string of at most {MAX_TEXT_CHARS} chars",
+            ref,
+            "text",
+        )
+    return DialogueSay(
+        npc_id=npc_id, text=text, conversation_id=_id(raw, "conversation_id", ref, False), ref=ref
+    )
+
+
+def _dialogue_cancel(raw: dict[str, Any], ref: Ref) -> DialogueCancel:
+    _check_fields(raw, _F_CANCEL, ref, "dialogue.cancel")
+    conversation_id = _id(raw, "conversation_id", ref, False)
+    if conversation_id is None and ref is None:
+        raise ProtocolError(
+            MISSING_FIELD,
+            "'conversation_id' (or the 'ref' of the dialogue.say) is required",
+            ref,
+            "conversation_id",
+        )
+    return DialogueCancel(conversation_id=conversation_id, ref=ref)
+
+
+def _ping(raw: dict[str, Any], ref: Ref) -> Ping:
+    _check_fields(raw, _F_NONE, ref, "ping")
+    return Ping(ref=ref)
+
+
+_F_HELLO = frozenset({"protocol", "api_key"})
+_F_NPC = frozenset({"npc_id"})
+_F_STATE = frozenset({"npc_id", "state", "world"})
+_F_SAY = frozenset({"npc_id", "text", "conversation_id"})
+_F_CANCEL = frozenset({"conversation_id"})
+_F_NONE: frozenset[str] = frozenset()
+
+_CLIENT_PARSERS: dict[str, Any] = {
+    "hello": _hello,
+    "npc.subscribe": _subscribe,
+    "npc.unsubscribe": _unsubscribe,
+    "state.update": _state_update,
+    "intent.get": _intent_get,
+    "dialogue.say": _dialogue_say,
+    "dialogue.cancel": _dialogue_cancel,
+    "ping": _ping,
+}
+CLIENT_TYPES: frozenset[str] = frozenset(_CLIENT_PARSERS)
+
+_loads = json.JSONDecoder().decode
+
+
+def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        if len(raw) > max_bytes:
+            raise ProtocolError(TOO_LARGE, f"frames are limited to {max_bytes} bytes")
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(INVALID_JSON, "frame is not UTF-8 text") from None
+    else:
+        # len(str) <= bytes <= 4*len(str): only encode when it could matter.
+        if len(raw) > max_bytes or (len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes):
+            raise ProtocolError(TOO_LARGE, f"frames are limited to {max_bytes} bytes")
+        text = raw
+    try:
+        obj = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(INVALID_JSON, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_FRAME, "a frame is a JSON object with a string 'type'")
+    return obj
+
+
+def parse_client_message(raw: str | bytes, max_bytes: int = MAX_FRAME_BYTES) -> ClientMessage:
+    """Validate one client frame and return its message.
+
+    Raises :class:`ProtocolError` with code ``too_large``, ``invalid_json``, ``bad_frame`` (not a
+    JSON object with a string ``type``), ``unknown_type``, ``missing_field`` or ``bad_field``; the
+    error carries the frame's ``ref`` whenever the frame got far enough to have one.
+    """
+    obj = _decode(raw, max_bytes)
+    kind = obj.get("type")
+    ref = _ref(obj)
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_FRAME, "a frame is a JSON object with a string 'type'", ref, "type")
+    parser = _CLIENT_PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", ref, "type")
+    message: ClientMessage = parser(obj, ref)
+    return message
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing server frames (tolerant: unknown fields ignored)
+
+
+def _s_str(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise ProtocolError(
+            BAD_FIELD, f"server frame {obj.get('type')!r}: {name!r} must be a string"
+        )
+    return value
+
+
+def _s_num(obj: dict[str, Any], name: str) -> float:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(
+            BAD_FIELD, f"server frame {obj.get('type')!r}: {name!r} must be a number"
+        )
+    return float(value)
+
+
+def parse_server_message(raw: str | bytes, max_bytes: int = 1 << 20) -> ServerMessage:
+    """Read one server frame (used by the client library). Raises :class:`ProtocolError`."""
+    obj = _decode(raw, max_bytes)
+    kind = obj.get("type")
+    ref = obj.get("ref")
+    if not (ref is None or isinstance(ref, str | int)):
+        ref = None
+    if kind == "intent":
+        args = obj.get("args") or {}
+        if not isinstance(args, dict):
+            raise ProtocolError(BAD_FIELD, "server frame 'intent': 'args' must be an object")
+        return IntentMessage(
+            npc_id=_s_str(obj, "npc_id"),
+            intent=_s_str(obj, "intent"),
+            args=args,
+            source=_s_str(obj, "source"),
+            generated_at=_s_num(obj, "generated_at"),
+            ttl_ms=int(_s_num(obj, "ttl_ms")),
+            ref=ref,
+        )
+    if kind == "dialogue.token":
+        return DialogueToken(
+            conversation_id=_s_str(obj, "conversation_id"), text=_s_str(obj, "text"), ref=ref
+        )
+    if kind == "dialogue.done":
+        return DialogueDone(
+            conversation_id=_s_str(obj, "conversation_id"),
+            text=_s_str(obj, "text"),
+            source=_s_str(obj, "source"),
+            cancelled=obj.get("cancelled") is True,
+            ref=ref,
+        )
+    if kind == "error":
+        fld = obj.get("field")
+        return ErrorMessage(
+            code=_s_str(obj, "code"),
+            message=_s_str(obj, "message"),
+            ref=ref,
+            field=fld if isinstance(fld, str) else None,
+        )
+    if kind == "pong":
+        return Pong(
+            server_time=_s_num(obj, "server_time"), protocol=int(_s_num(obj, "protocol")), ref=ref
+        )
+    if kind == "welcome":
+        return Welcome(
+            protocol=int(_s_num(obj, "protocol")),
+            server_time=_s_num(obj, "server_time"),
+            max_frame_bytes=int(obj.get("max_frame_bytes") or MAX_FRAME_BYTES),
+            rate_per_s=int(obj.get("rate_per_s") or 0),
+            ref=ref,
+        )
+    if kind == "npc.subscribed":
+        allowed = obj.get("allowed_intents")
+        if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+            raise ProtocolError(
+                BAD_FIELD, "server frame 'npc.subscribed': 'allowed_intents' must be strings"
+            )
+        return Subscribed(
+            npc_id=_s_str(obj, "npc_id"),
+            policy=_s_str(obj, "policy"),
+            allowed_intents=allowed,
+            default_intent=str(obj.get("default_intent") or "idle"),
+            ref=ref,
+        )
+    if kind == "npc.unsubscribed":
+        return Unsubscribed(npc_id=_s_str(obj, "npc_id"), ref=ref)
+    raise ProtocolError(UNKNOWN_TYPE, f"unknown server message type {kind!r}")
+
+
+_SERVER_TYPES = (
+    Welcome,
+    Subscribed,
+    Unsubscribed,
+    IntentMessage,
+    DialogueToken,
+    DialogueDone,
+    Pong,
+    ErrorMessage,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# NpcState <-> wire
+
+
+def state_to_wire(state: NpcState) -> dict[str, Any]:
+    """The ``state`` object of a ``state.update`` for ``state`` (memory stays local)."""
+    wire: dict[str, Any] = {
+        "pos": [state.x, state.y],
+        "facing": state.facing,
+        "health": state.health,
+        "fear": state.fear,
+        "player": {"pos": [state.player_x, state.player_y], "visible": state.player_visible},
+        "noise": state.noise,
+        "tick": state.tick,
+    }
+    if state.route:
+        wire["route"] = [[x, y] for x, y in state.route]
+    if state.target is not None:
+        wire["target"] = [state.target[0], state.target[1]]
+    return wire
+
+
+def state_from_wire(npc_id: str, wire: dict[str, Any], into: NpcState | None = None) -> NpcState:
+    """An :class:`NpcState` from a validated ``state`` object; updates ``into`` (keeping its
+    memory) when given, so the server can keep one state per NPC."""
+    state = into if into is not None else NpcState(npc_id=npc_id)
+    pos = wire["pos"]
+    state.x, state.y = float(pos[0]), float(pos[1])
+    state.facing = float(wire.get("facing", state.facing))
+    state.health = float(wire.get("health", state.health))
+    state.fear = float(wire.get("fear", state.fear))
+    state.noise = float(wire.get("noise", state.noise))
+    state.tick = int(wire.get("tick", state.tick))
+    player = wire.get("player")
+    if player is not None:
+        if "pos" in player:
+            state.player_x, state.player_y = float(player["pos"][0]), float(player["pos"][1])
+        state.player_visible = bool(player.get("visible", False))
+    if "route" in wire:
+        state.route = [(float(p[0]), float(p[1])) for p in wire["route"]]
+    if "target" in wire:
+        target = wire["target"]
+        state.target = (float(target[0]), float(target[1])) if target is not None else None
+    return state

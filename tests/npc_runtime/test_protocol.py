@@ -1,0 +1,332 @@
+"""Protocol v1: every documented example parses, every kind of bad frame gets its code and ref."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from npc_runtime.policies import NpcState
+from npc_runtime.protocol import (
+    CLIENT_TYPES,
+    ERROR_CODES,
+    MAX_FRAME_BYTES,
+    DialogueCancel,
+    DialogueDone,
+    DialogueSay,
+    DialogueToken,
+    ErrorMessage,
+    Hello,
+    IntentGet,
+    IntentMessage,
+    Ping,
+    Pong,
+    ProtocolError,
+    StateUpdate,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    encode,
+    parse_client_message,
+    parse_server_message,
+    state_from_wire,
+    state_to_wire,
+)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def _doc_examples() -> list[dict[str, Any]]:
+    blocks = re.findall(r"```json\n(.*?)```", DOC.read_text(), flags=re.S)
+    return [json.loads(block) for block in blocks]
+
+
+def test_docs_have_an_example_of_every_message_type() -> None:
+    types = {example["type"] for example in _doc_examples()}
+    server = {
+        "welcome",
+        "npc.subscribed",
+        "npc.unsubscribed",
+        "intent",
+        "dialogue.token",
+        "dialogue.done",
+        "pong",
+        "error",
+    }
+    assert types == set(CLIENT_TYPES) | server
+
+
+def test_every_documented_example_parses_and_round_trips() -> None:
+    for example in _doc_examples():
+        raw = json.dumps(example)
+        if example["type"] in CLIENT_TYPES:
+            message: Any = parse_client_message(raw)
+            again: Any = parse_client_message(encode(message))
+        else:
+            message = parse_server_message(raw)
+            again = parse_server_message(encode(message))
+        assert again == message
+        assert message.type == example["type"]
+        assert message.ref == example.get("ref")
+
+
+def test_documented_error_codes_are_the_known_codes() -> None:
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", DOC.read_text(), flags=re.M))
+    assert documented == set(ERROR_CODES)
+
+
+CLIENT_MESSAGES: list[Any] = [
+    Hello(protocol=1, ref="a"),
+    Hello(protocol=1, api_key="k", ref=5),
+    Subscribe(npc_id="n", ref="b"),
+    Unsubscribe(npc_id="n"),
+    StateUpdate(npc_id="n", state={"pos": [1.0, 2.0], "fear": 0.5}, world={"a": [1]}, ref=9),
+    IntentGet(npc_id="n", ref="r"),
+    DialogueSay(npc_id="n", text="hi there", conversation_id="c1", ref="s"),
+    DialogueCancel(conversation_id="c1"),
+    DialogueCancel(ref="s"),
+    Ping(ref=1),
+]
+
+
+@pytest.mark.parametrize("message", CLIENT_MESSAGES, ids=lambda m: m.type)
+def test_client_messages_round_trip(message: Any) -> None:
+    assert parse_client_message(encode(message)) == message
+    assert parse_client_message(encode(message).encode()) == message
+
+
+SERVER_MESSAGES: list[Any] = [
+    Welcome(protocol=1, server_time=1.5, rate_per_s=60, ref="a"),
+    Subscribed(npc_id="n", policy="guard", allowed_intents=["idle"], ref="b"),
+    Unsubscribed(npc_id="n", ref=None),
+    IntentMessage(
+        npc_id="n",
+        intent="investigate",
+        args={"x": 1, "y": 2},
+        source="cache",
+        generated_at=3.25,
+        ttl_ms=2000,
+    ),
+    DialogueToken(conversation_id="c", text="He", ref="s"),
+    DialogueDone(conversation_id="c", text="Hello", source="template", cancelled=True, ref="s"),
+    Pong(server_time=2.0, ref=4),
+    ErrorMessage(code="bad_field", message="m", ref="x", field="npc_id"),
+]
+
+
+@pytest.mark.parametrize("message", SERVER_MESSAGES, ids=lambda m: m.type)
+def test_server_messages_round_trip(message: Any) -> None:
+    assert parse_server_message(encode(message)) == message
+
+
+def test_answers_always_carry_ref_and_client_frames_omit_a_missing_one() -> None:
+    assert json.loads(encode(Pong(server_time=1.0)))["ref"] is None
+    assert "ref" not in json.loads(encode(Ping()))
+
+
+def _update(state: str) -> str:
+    return '{"type": "state.update", "npc_id": "n", "state": ' + state + ', "ref": "s"}'
+
+
+BAD_FRAMES: list[tuple[str | bytes, str, Any, str | None]] = [
+    ("{not json", "invalid_json", None, None),
+    (b"\xff\xfe", "invalid_json", None, None),
+    ("[1, 2]", "bad_frame", None, None),
+    ('"ping"', "bad_frame", None, None),
+    ('{"ref": "r1"}', "bad_frame", "r1", "type"),
+    ('{"type": 5, "ref": 7}', "bad_frame", 7, "type"),
+    ('{"type": "npc.explode", "ref": "r2"}', "unknown_type", "r2", "type"),
+    ('{"type": "npc.subscribe", "ref": "r3"}', "missing_field", "r3", "npc_id"),
+    ('{"type": "npc.subscribe", "npc_id": 12, "ref": "r4"}', "bad_field", "r4", "npc_id"),
+    ('{"type": "npc.subscribe", "npc_id": "", "ref": "r4"}', "bad_field", "r4", "npc_id"),
+    ('{"type": "npc.subscribe", "npc_id": "a", "npcid": "a", "ref": 4}', "bad_field", 4, "npcid"),
+    ('{"type": "hello", "ref": "h"}', "missing_field", "h", "protocol"),
+    ('{"type": "hello", "protocol": "1", "ref": "h"}', "bad_field", "h", "protocol"),
+    ('{"type": "hello", "protocol": true, "ref": "h"}', "bad_field", "h", "protocol"),
+    ('{"type": "state.update", "npc_id": "n", "ref": "s"}', "missing_field", "s", "state"),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {}, "ref": "s"}',
+        "missing_field",
+        "s",
+        "state.pos",
+    ),
+    ('{"type": "state.update", "npc_id": "n", "state": [], "ref": "s"}', "bad_field", "s", "state"),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1]}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.pos",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1, "a"]}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.pos",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1, 2], "fear": 2}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.fear",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1, 2], "hp": 2}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.hp",
+    ),
+    (
+        _update('{"pos": [1, 2], "player": {"visible": 1}}'),
+        "bad_field",
+        "s",
+        "state.player.visible",
+    ),
+    (
+        _update('{"pos": [1, 2], "route": [[0, 0], [1]]}'),
+        "bad_field",
+        "s",
+        "state.route",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1, 2], "tick": -1}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.tick",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [1, 2]}, "world": 3, "ref": "s"}',
+        "bad_field",
+        "s",
+        "world",
+    ),
+    (
+        '{"type": "state.update", "npc_id": "n", "state": {"pos": [NaN, 2]}, "ref": "s"}',
+        "bad_field",
+        "s",
+        "state.pos",
+    ),
+    ('{"type": "dialogue.say", "npc_id": "n", "ref": "d"}', "missing_field", "d", "text"),
+    (
+        '{"type": "dialogue.say", "npc_id": "n", "text": "   ", "ref": "d"}',
+        "bad_field",
+        "d",
+        "text",
+    ),
+    (
+        '{"type": "dialogue.say", "npc_id": "n", "text": "hi", "conversation_id": 3, "ref": "d"}',
+        "bad_field",
+        "d",
+        "conversation_id",
+    ),
+    ('{"type": "dialogue.cancel"}', "missing_field", None, "conversation_id"),
+    ('{"type": "ping", "ref": {"a": 1}}', "bad_field", None, "ref"),
+    ('{"type": "ping", "ref": "r", "extra": 1}', "bad_field", "r", "extra"),
+    ('{"type": "intent.get", "ref": 42}', "missing_field", 42, "npc_id"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code", "ref", "field"), BAD_FRAMES)
+def test_bad_frames_are_rejected_with_their_code_ref_and_field(
+    raw: str | bytes, code: str, ref: Any, field: str | None
+) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw)
+    error = caught.value
+    assert (error.code, error.ref, error.field) == (code, ref, field)
+    assert error.code in ERROR_CODES
+    frame = json.loads(encode(error.to_error()))
+    assert frame["type"] == "error" and frame["code"] == code and frame["ref"] == ref
+
+
+def test_frames_over_the_size_limit_are_too_large() -> None:
+    big = json.dumps({"type": "dialogue.say", "npc_id": "n", "text": "x" * MAX_FRAME_BYTES})
+    for raw in (big, big.encode()):
+        with pytest.raises(ProtocolError) as caught:
+            parse_client_message(raw)
+        assert caught.value.code == "too_large"
+    # multi-byte characters count as bytes, not characters
+    wide = json.dumps({"type": "ping", "ref": "r"})[:-1] + ', "pad": "' + "é" * 9000 + '"}'
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(wide)
+    assert caught.value.code == "too_large"
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message('{"type": "ping"}', max_bytes=5)
+    assert caught.value.code == "too_large"
+
+
+def test_deeply_nested_json_is_invalid_not_a_crash() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message("[" * 5000 + "]" * 5000, max_bytes=20_000)
+    assert caught.value.code in ("invalid_json", "bad_frame")
+
+
+def test_npc_state_travels_through_state_update() -> None:
+    state = NpcState(
+        npc_id="n",
+        x=1.0,
+        y=2.0,
+        facing=0.5,
+        health=0.8,
+        fear=0.3,
+        player_x=4.0,
+        player_y=5.0,
+        player_visible=True,
+        noise=0.2,
+        route=[(0.0, 0.0), (3.0, 4.0)],
+        target=(9.0, 9.0),
+        tick=77,
+    )
+    state.memory["wp"] = 1
+    frame = encode(StateUpdate(npc_id="n", state=state_to_wire(state), ref="s"))
+    parsed = parse_client_message(frame)
+    assert isinstance(parsed, StateUpdate)
+    back = state_from_wire("n", parsed.state)
+    state.memory.clear()
+    assert back == state
+    kept = NpcState(npc_id="n", memory={"wp": 3})
+    assert state_from_wire("n", {"pos": [7, 8]}, into=kept).memory == {"wp": 3}
+    assert (kept.x, kept.y) == (7.0, 8.0)
+
+
+def test_parse_cost_per_message_is_measured() -> None:
+    frames = [
+        encode(
+            StateUpdate(
+                npc_id="night-watchman",
+                state={
+                    "pos": [12.5, -3.0],
+                    "facing": 1.5,
+                    "health": 0.9,
+                    "fear": 0.1,
+                    "player": {"pos": [20.0, -1.0], "visible": True},
+                    "noise": 0.3,
+                    "tick": 4512,
+                },
+                ref=17,
+            )
+        ),
+        encode(IntentGet(npc_id="night-watchman", ref=18)),
+        encode(Ping(ref=19)),
+    ]
+    results = {}
+    for frame in frames:
+        n = 20_000
+        start = time.perf_counter()
+        for _ in range(n):
+            parse_client_message(frame)
+        results[json.loads(frame)["type"]] = (time.perf_counter() - start) / n * 1e6
+    start = time.perf_counter()
+    for _ in range(20_000):
+        json.loads(frames[0])
+    bare = (time.perf_counter() - start) / 20_000 * 1e6
+    print()
+    for kind, cost in results.items():
+        print(f"protocol parse {kind}: {cost:.2f} us/message")
+    print(f"(json.loads alone of the state.update: {bare:.2f} us)")
+    assert set(results) == {"state.update", "intent.get", "ping"}
