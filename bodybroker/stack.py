@@ -95,6 +95,13 @@ def plan(host: str, port: int, gold_port: int, silver_port: int) -> list[Managed
             ],
         ),
         Managed("beat", [*celery, "beat", "--loglevel", "INFO"]),
+        # With Redis the intent updater is its own process; on the embedded default (per-process
+        # cache and channel layer) the web process runs it.
+        *(
+            [Managed("intents", [py, "manage.py", "run_intents"])]
+            if os.environ.get("REDIS_URL")
+            else []
+        ),
         Managed(
             "web",
             [

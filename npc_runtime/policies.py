@@ -558,6 +558,13 @@ def _args_for(name: str, state: NpcState) -> dict[str, Any] | None:
     return {}
 
 
+def intent_args(name: str, state: NpcState) -> dict[str, Any] | None:
+    """The arguments an intent named ``name`` takes in ``state`` (e.g. the point to investigate),
+    or ``None`` when the state cannot supply them. Servers use it to complete an intent a model
+    chose by name."""
+    return _args_for(name, state)
+
+
 def choose_intent(
     policy_name: str, state: NpcState, allowed: Iterable[str | Mapping[str, Any]] | None = None
 ) -> Intent:

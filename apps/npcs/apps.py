@@ -17,3 +17,8 @@ class NpcsConfig(AppConfig):
         from apps.router.personas import register_persona_provider
 
         register_persona_provider(personas.provide)  # persona="<npc slug>" plays that NPC
+
+        from apps.npcs.dialogue import lore_for_dialogue
+        from apps.router.caches import register_lore_provider
+
+        register_lore_provider(lore_for_dialogue)  # dialogue knows the lore its NPC may know

@@ -1,22 +1,33 @@
-"""The game-client websocket, ``/ws/game/``.
+"""The game-client websocket, ``/ws/game/`` — protocol v1 (``docs/protocol.md``).
 
-Frames are JSON objects with a ``type``. A client needs the ``game`` scope (API key) or a
-signed-in session; anything else is refused at the handshake. Bad frames get an ``error`` frame
-and the connection stays open.
+Thin transport over ``npc_runtime.protocol``: parse, call the intent store / dialogue, answer.
+A client needs the ``game`` scope (key in the handshake, or a signed-in session); anything else
+is refused at the handshake. A bad frame gets an ``error`` frame and the socket stays open; a
+client that keeps flooding past its rate (token bucket) is closed with 1008.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from apps.npcs import dialogue, updater
+from apps.npcs.intents import NpcBrief, npc_brief, policy_intent
+from apps.npcs.live import live_store, npc_group
 from apps.security.scopes import GAME
+from npc_runtime import protocol as p
+from npc_runtime.protocol import ProtocolError, state_from_wire
 
-PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 16 * 1024
+PROTOCOL_VERSION = p.PROTOCOL_VERSION
+MAX_FRAME_BYTES = p.MAX_FRAME_BYTES
+ABUSE_LIMIT = 200  # refused frames within ABUSE_WINDOW_S before the socket is closed
+ABUSE_WINDOW_S = 10.0
+MAX_SUBSCRIPTIONS = 1000
 
 
 class GameConsumer(AsyncWebsocketConsumer):
@@ -25,38 +36,214 @@ class GameConsumer(AsyncWebsocketConsumer):
             # Closing before accept makes the server answer the handshake with HTTP 403.
             await self.close()
             return
+        self.subscribed: dict[str, NpcBrief] = {}
+        self.dialogues: dict[str, asyncio.Task[None]] = {}
+        self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
+        self.refilled = time.monotonic()
+        self.refused: list[float] = []
         await self.accept()
 
+    async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "dialogues", {}).values():
+            task.cancel()
+        for npc_id in list(getattr(self, "subscribed", {})):
+            await self.channel_layer.group_discard(npc_group(npc_id), self.channel_name)
+
+    # --- frames in -------------------------------------------------------------------------
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
-            await self.send_error("bad_frame", "frames must be JSON text, not binary")
+        if not self._take_token():
+            await self._refuse()
             return
-        if len(text_data.encode()) > MAX_FRAME_BYTES:
-            await self.send_error("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+        if text_data is None:
+            await self._error(ProtocolError(p.BAD_FRAME, "frames must be JSON text"))
             return
         try:
-            message = json.loads(text_data)
-        except json.JSONDecodeError as exc:
-            await self.send_error("invalid_json", f"frame is not valid JSON: {exc.msg}")
-            return
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.send_error("bad_frame", "a frame is a JSON object with a string 'type'")
-            return
-        ref = message.get("ref")
-        if message["type"] == "ping":
-            await self.send_json(
-                {
-                    "type": "pong",
-                    "ref": ref,
-                    "server_time": time.time(),
-                    "protocol": PROTOCOL_VERSION,
-                }
+            message = p.parse_client_message(text_data, MAX_FRAME_BYTES)
+            await self._dispatch(message)
+        except ProtocolError as exc:
+            await self._error(exc)
+
+    async def _dispatch(self, message: p.ClientMessage) -> None:
+        if isinstance(message, p.Ping):
+            await self._send(p.Pong(server_time=time.time(), ref=message.ref))
+        elif isinstance(message, p.Hello):
+            if message.protocol not in p.SUPPORTED_PROTOCOLS:
+                raise ProtocolError(
+                    p.UNSUPPORTED_VERSION,
+                    f"protocol {message.protocol} is not supported",
+                    message.ref,
+                    "protocol",
+                )
+            await self._send(
+                p.Welcome(
+                    protocol=PROTOCOL_VERSION,
+                    server_time=time.time(),
+                    rate_per_s=settings.BODYBROKER_WS_RATE_PER_S,
+                    ref=message.ref,
+                )
             )
+        elif isinstance(message, p.Subscribe):
+            await self._subscribe(message)
+        elif isinstance(message, p.Unsubscribe):
+            self.subscribed.pop(message.npc_id, None)
+            await self.channel_layer.group_discard(npc_group(message.npc_id), self.channel_name)
+            await self._send(p.Unsubscribed(npc_id=message.npc_id, ref=message.ref))
+        elif isinstance(message, p.StateUpdate):
+            self._require_subscribed(message.npc_id, message.ref)
+            await live_store().put_state(message.npc_id, message.state)
+        elif isinstance(message, p.IntentGet):
+            await self._send_intent(await self._brief(message.npc_id, message.ref), message.ref)
+        elif isinstance(message, p.DialogueSay):
+            await self._say(message)
+        elif isinstance(message, p.DialogueCancel):
+            key = message.conversation_id or str(message.ref)
+            task = self.dialogues.get(key)
+            if task is None:
+                raise ProtocolError(
+                    p.BAD_FIELD, "no reply in progress by that id", message.ref, "conversation_id"
+                )
+            task.cancel()
+
+    async def _brief(self, npc_id: str, ref: Any) -> NpcBrief:
+        brief = self.subscribed.get(npc_id) or await npc_brief(npc_id)
+        if brief is None:
+            raise ProtocolError(p.UNKNOWN_NPC, f"no active NPC {npc_id!r}", ref, "npc_id")
+        return brief
+
+    def _require_subscribed(self, npc_id: str, ref: Any) -> None:
+        if npc_id not in self.subscribed:
+            raise ProtocolError(p.NOT_SUBSCRIBED, f"subscribe to {npc_id!r} first", ref, "npc_id")
+
+    async def _subscribe(self, message: p.Subscribe) -> None:
+        brief = await self._brief(message.npc_id, message.ref)
+        if message.npc_id not in self.subscribed and len(self.subscribed) >= MAX_SUBSCRIPTIONS:
+            raise ProtocolError(
+                p.BAD_FIELD, f"at most {MAX_SUBSCRIPTIONS} NPCs per socket", message.ref, "npc_id"
+            )
+        self.subscribed[brief.slug] = brief
+        await self.channel_layer.group_add(npc_group(brief.slug), self.channel_name)
+        await live_store().touch(brief.slug)
+        updater.ensure_in_process()
+        await self._send(
+            p.Subscribed(
+                npc_id=brief.slug,
+                policy=brief.policy,
+                allowed_intents=list(brief.allowed),
+                default_intent=brief.default_intent,
+                ref=message.ref,
+            )
+        )
+        cached = await live_store().get_intent(brief.slug)
+        if cached is not None:
+            await self._send_raw(dict(cached, type="intent", ref=None))
+
+    async def _send_intent(self, brief: NpcBrief, ref: Any) -> None:
+        """Answer ``intent.get`` at once: the cached intent, else the micro-policy's choice."""
+        store = live_store()
+        cached = await store.get_intent(brief.slug)
+        if cached is not None:
+            intent = dict(cached, source="cache")
+        else:
+            live = await store.get_state(brief.slug)
+            state = state_from_wire(brief.slug, live.state) if live else None
+            if state is None:
+                from npc_runtime.policies import NpcState
+
+                state = NpcState(npc_id=brief.slug)
+            intent = policy_intent(brief, state)
+        await self._send_raw(dict(intent, type="intent", ref=ref))
+
+    async def _say(self, message: p.DialogueSay) -> None:
+        who = await dialogue.speaker(message.npc_id)
+        if who is None:
+            raise ProtocolError(
+                p.UNKNOWN_NPC, f"no active NPC {message.npc_id!r}", message.ref, "npc_id"
+            )
+        conversation_id, history = await dialogue.conversation_open(
+            message.conversation_id, who.slug, self.scope.get("api_key")
+        )
+        key = conversation_id if message.ref is None else str(message.ref)
+        task = asyncio.get_running_loop().create_task(
+            self._stream_reply(who, conversation_id, history, message)
+        )
+        self.dialogues[key] = self.dialogues[conversation_id] = task
+        task.add_done_callback(
+            lambda _t: [self.dialogues.pop(k, None) for k in (key, conversation_id)]
+        )
+
+    async def _stream_reply(
+        self,
+        who: dialogue.Speaker,
+        conversation_id: str,
+        history: list[dict[str, str]],
+        message: p.DialogueSay,
+    ) -> None:
+        parts: list[str] = []
+        source, cancelled = "template", False
+        try:
+            async for event in dialogue.reply_stream(who, history, message.text):
+                if event.answer is not None:
+                    source = event.answer.source
+                    break
+                if event.text:
+                    parts.append(event.text)
+                    await self._send(
+                        p.DialogueToken(
+                            conversation_id=conversation_id, text=event.text, ref=message.ref
+                        )
+                    )
+        except asyncio.CancelledError:
+            cancelled = True
+        text = "".join(parts)
+        wire_source = {"fallback_model": "model", "template": "safety"}.get(source, source)
+        # Stored before the client hears ``done``, so a finished reply is always in the record.
+        await dialogue.turns_record(conversation_id, message.text, text, wire_source, cancelled)
+        await self._send(
+            p.DialogueDone(
+                conversation_id=conversation_id,
+                text=text,
+                source=wire_source,
+                cancelled=cancelled,
+                ref=message.ref,
+            )
+        )
+
+    # --- pushed by the intent updater -------------------------------------------------------
+
+    async def npc_intent(self, event: dict[str, Any]) -> None:
+        intent = event["intent"]
+        if intent["npc_id"] in self.subscribed:
+            await self._send_raw(dict(intent, type="intent", ref=None))
+
+    # --- limits and sending -------------------------------------------------------------------
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        rate = settings.BODYBROKER_WS_RATE_PER_S
+        self.tokens = min(2.0 * rate, self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _refuse(self) -> None:
+        now = time.monotonic()
+        self.refused = [at for at in self.refused if at > now - ABUSE_WINDOW_S]
+        self.refused.append(now)
+        if len(self.refused) > ABUSE_LIMIT:
+            await self.close(code=1008)
             return
-        await self.send_error("unknown_type", f"unknown message type {message['type']!r}", ref)
+        if len(self.refused) == 1 or len(self.refused) % 50 == 0:
+            rate = settings.BODYBROKER_WS_RATE_PER_S
+            await self._error(ProtocolError(p.RATE_LIMITED, f"over {rate} frames per second"))
 
-    async def send_json(self, payload: dict[str, Any]) -> None:
+    async def _error(self, exc: ProtocolError) -> None:
+        await self._send(exc.to_error())
+
+    async def _send(self, message: p.ServerMessage) -> None:
+        await self.send(text_data=p.encode(message))
+
+    async def _send_raw(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
-
-    async def send_error(self, code: str, message: str, ref: Any = None) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, "ref": ref})

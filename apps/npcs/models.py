@@ -130,3 +130,41 @@ class Npc(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
+
+
+class Conversation(models.Model):
+    """A player's dialogue with one NPC over the game websocket; its turns feed distillation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    npc_slug = models.SlugField(max_length=100, db_index=True)
+    api_key = models.ForeignKey(
+        "security.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return f"conversation {self.id} with {self.npc_slug}"
+
+
+class DialogueTurn(models.Model):
+    """One line of a conversation: the player's, or the NPC's with the link that produced it."""
+
+    class Speaker(models.TextChoices):
+        PLAYER = "player"
+        NPC = "npc"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    speaker = models.CharField(max_length=10, choices=Speaker.choices)
+    text = models.TextField()
+    source = models.CharField(max_length=20, blank=True)
+    cancelled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("conversation", "created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.speaker}: {self.text[:40]}"

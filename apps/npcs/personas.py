@@ -56,6 +56,11 @@ def _store(slug: str, found: Persona | None) -> None:
         _cache[slug] = (time.monotonic() + TTL_S, found)
 
 
+def remember(slug: str, persona: Persona | None) -> None:
+    """Cache a persona the caller has just read (saves ``warm``'s query)."""
+    _store(slug, persona)
+
+
 def warm(slugs: Iterable[str] | None = None) -> int:
     """Fill the cache from the database (sync code only): every NPC, or just ``slugs``.
 

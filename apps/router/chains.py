@@ -187,7 +187,9 @@ async def _instant(
             route_reason=decision.reason,
         )
     return Answer(
-        text=_intent_policy(request),
+        text=request.policy_answer
+        if request.policy_answer is not None
+        else _intent_policy(request),
         tier=tier,
         source="policy",
         model="deterministic-policy",

@@ -41,6 +41,9 @@ class InferenceRequest:
     npc_id: str | None = None
     deadline_ms: float | None = None
     seed: int | None = None
+    # What the deterministic-policy link answers for this request (the NPC's micro-policy
+    # choice, computed by the caller who knows the NPC's state); None = the registered policy.
+    policy_answer: str | None = None
 
     @property
     def context_tokens(self) -> int:

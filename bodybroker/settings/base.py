@@ -212,6 +212,13 @@ BODYBROKER_TIERS: dict[str, dict[str, Any]] = {
         "fallback_model": env_str("BODYBROKER_BRONZE_FALLBACK_MODEL_NAME", "gold"),
     },
 }
+BODYBROKER_INTENT_TTL_MS = env_int("BODYBROKER_INTENT_TTL_MS", 2000, minimum=100)
+# The embedded default's cache and channel layer are per process, so its web process runs the
+# intent updater itself; with Redis, `manage.py run_intents` shards run beside the web tier.
+BODYBROKER_INTENT_UPDATER_IN_PROCESS = env_bool(
+    "BODYBROKER_INTENT_UPDATER_IN_PROCESS", default=not REDIS_URL
+)
+BODYBROKER_WS_RATE_PER_S = env_int("BODYBROKER_WS_RATE_PER_S", 2000, minimum=1)
 BODYBROKER_ROUTING_POLICY = env_str("BODYBROKER_ROUTING_POLICY", "apps.router.policy:route")
 # Per endpoint: real-time requests and background requests wait in separate lines (the seed's
 # real-time queue of 4 and background queue of 32).

@@ -17,6 +17,8 @@ os.environ.setdefault("BODYBROKER_WORKER_HEARTBEAT_S", "1")
 from bodybroker.settings.base import *  # noqa: E402, F403
 from bodybroker.settings.base import DATABASES, VAR_DIR  # noqa: E402
 
+# Tests run their own intent updater where they need one.
+BODYBROKER_INTENT_UPDATER_IN_PROCESS = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

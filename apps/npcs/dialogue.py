@@ -1,0 +1,135 @@
+"""NPC dialogue: a Silver reply streamed token by token, grounded in the lore the NPC may know.
+
+The prompt is the NPC's persona, the lore passages its knowledge scope allows about what the
+player said (the story app's retrieval, cached five minutes by the router), and the
+conversation's last ten turns. The Silver chain answers: model → smaller model → cached
+response → the NPC's in-character safety line. Every turn is stored (they feed distillation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from apps.npcs.models import Conversation, DialogueTurn
+from apps.router import caches, chains
+from apps.router.chains import StreamEvent
+from apps.router.contracts import InferenceRequest
+from apps.router.policy import RouteDecision
+
+HISTORY_TURNS = 10
+DECISION = RouteDecision("silver", "NPC dialogue: interactive")
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    slug: str
+    prompt: str
+    lore_persona: str | None  # the lore character whose knowledge this NPC has, if any
+    max_tokens: int
+
+
+def _speaker(slug: str) -> Speaker | None:
+    from apps.npcs.personas import npc_persona, remember
+    from apps.npcs.selectors import npc_get, npc_prompt
+
+    npc = npc_get(slug=slug)
+    if npc is None or not npc.active:
+        return None
+    # The Silver chain's last link speaks the NPC's safety lines through the persona provider,
+    # which async code can only read from its cache: put this NPC there now.
+    remember(npc.slug, npc_persona(npc))
+    scope = list(npc.knowledge_scope or [])
+    return Speaker(npc.slug, npc_prompt(npc), scope[0] if scope else None, npc.dialogue_max_tokens)
+
+
+async def speaker(slug: str) -> Speaker | None:
+    return await sync_to_async(_speaker, thread_sensitive=False)(slug)
+
+
+def _open(conversation_id: str | None, slug: str, key: Any) -> tuple[str, list[dict[str, str]]]:
+    conversation = None
+    if conversation_id:
+        conversation = Conversation.objects.filter(pk=conversation_id, npc_slug=slug).first()
+    if conversation is None:
+        conversation = Conversation.objects.create(npc_slug=slug, api_key=key)
+    turns = list(conversation.turns.order_by("-created_at", "-id")[:HISTORY_TURNS])
+    history = [
+        {
+            "role": "user" if t.speaker == DialogueTurn.Speaker.PLAYER else "assistant",
+            "content": t.text,
+        }
+        for t in reversed(turns)
+    ]
+    return str(conversation.pk), history
+
+
+async def conversation_open(
+    conversation_id: str | None, slug: str, key: Any
+) -> tuple[str, list[dict[str, str]]]:
+    """The conversation (a new one when unknown) and its last ten turns as chat messages."""
+    return await sync_to_async(_open, thread_sensitive=False)(conversation_id, slug, key)
+
+
+def _record(conversation_id: str, player: str, reply: str, source: str, cancelled: bool) -> None:
+    DialogueTurn.objects.bulk_create(
+        [
+            DialogueTurn(
+                conversation_id=conversation_id, speaker=DialogueTurn.Speaker.PLAYER, text=player
+            ),
+            DialogueTurn(
+                conversation_id=conversation_id,
+                speaker=DialogueTurn.Speaker.NPC,
+                text=reply,
+                source=source,
+                cancelled=cancelled,
+            ),
+        ]
+    )
+
+
+async def turns_record(
+    conversation_id: str, player: str, reply: str, source: str, cancelled: bool
+) -> None:
+    await sync_to_async(_record, thread_sensitive=False)(
+        conversation_id, player, reply, source, cancelled
+    )
+
+
+async def reply_stream(
+    who: Speaker, history: list[dict[str, str]], text: str
+) -> AsyncIterator[StreamEvent]:
+    """The NPC's reply to ``text`` as the router's stream events (the last one is the answer)."""
+    lore = await caches.lore_context(who.lore_persona, text) if who.lore_persona else ""
+    system = who.prompt
+    if lore:
+        system += f"\n\nWhat you know:\n{lore}"
+    request = InferenceRequest(
+        messages=[
+            {"role": "system", "content": system},
+            *history,
+            {"role": "user", "content": text},
+        ],
+        sla="interactive",
+        max_tokens=who.max_tokens,
+        temperature=0.7,
+        persona=who.slug,
+    )
+    async for event in chains.stream(request, DECISION):
+        yield event
+
+
+async def lore_for_dialogue(persona: str | None, topic: str) -> str:
+    """The router's lore provider: the story app's retrieval, as the persona may know it."""
+    from apps.story.mcp import retrieve_context
+
+    try:
+        found = await sync_to_async(retrieve_context, thread_sensitive=False)(
+            topic, persona=persona, max_chars=800
+        )
+    except ValueError:  # not a lore character (yet): the NPC knows no lore, rather than all
+        return ""
+    return str(found["context"])

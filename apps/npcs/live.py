@@ -1,0 +1,151 @@
+"""Live NPC data shared by the game websocket and the intent updater: the latest state each game
+client sent, which NPCs are being watched, and the current intent of each.
+
+Two stores behind one interface. With ``REDIS_URL`` set it is Redis, so any number of web
+processes and updater shards share it (intents expire after their TTL, 2 s by default). On the
+embedded default it lives in the web process, and the updater runs inside that process too (see
+``apps.npcs.updater``): the embedded cache and channel layer are per process by design.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+
+ACTIVE_WINDOW_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    state: dict[str, Any]
+    version: int
+
+
+class LiveStore(Protocol):
+    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int: ...
+
+    async def get_state(self, npc_id: str) -> LiveState | None: ...
+
+    async def touch(self, npc_id: str) -> None: ...
+
+    async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]: ...
+
+    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None: ...
+
+    async def get_intent(self, npc_id: str) -> dict[str, Any] | None: ...
+
+    async def clear(self) -> None: ...
+
+
+class LocalLiveStore:
+    """The embedded default: dicts in this process."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, LiveState] = {}
+        self.seen: dict[str, float] = {}
+        self.intents: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
+        previous = self.states.get(npc_id)
+        version = (previous.version if previous else 0) + 1
+        self.states[npc_id] = LiveState(state, version)
+        self.seen[npc_id] = time.monotonic()
+        return version
+
+    async def get_state(self, npc_id: str) -> LiveState | None:
+        return self.states.get(npc_id)
+
+    async def touch(self, npc_id: str) -> None:
+        self.seen[npc_id] = time.monotonic()
+
+    async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]:
+        cutoff = time.monotonic() - within_s
+        return [npc_id for npc_id, at in self.seen.items() if at >= cutoff]
+
+    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
+        self.intents[npc_id] = (time.monotonic() + ttl_ms / 1000, intent)
+
+    async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
+        entry = self.intents.get(npc_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    async def clear(self) -> None:
+        self.states.clear()
+        self.seen.clear()
+        self.intents.clear()
+
+
+class RedisLiveStore:
+    """Shared by every process: ``<p>:state:<id>`` (JSON + version), ``<p>:active`` (sorted
+    set of last-seen times), ``<p>:intent:<id>`` (JSON with a TTL)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(url)
+        self._p = prefix
+
+    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
+        key = f"{self._p}:state:{npc_id}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "version", 1)
+            pipe.hset(key, "state", json.dumps(state))
+            pipe.expire(key, 3600)
+            pipe.zadd(f"{self._p}:active", {npc_id: time.time()})
+            version, *_ = await pipe.execute()
+        return int(version)
+
+    async def get_state(self, npc_id: str) -> LiveState | None:
+        raw = await self._redis.hmget(f"{self._p}:state:{npc_id}", "state", "version")
+        if raw[0] is None:
+            return None
+        return LiveState(json.loads(raw[0]), int(raw[1] or 0))
+
+    async def touch(self, npc_id: str) -> None:
+        await self._redis.zadd(f"{self._p}:active", {npc_id: time.time()})
+
+    async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]:
+        names = await self._redis.zrangebyscore(f"{self._p}:active", time.time() - within_s, "+inf")
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
+        await self._redis.set(f"{self._p}:intent:{npc_id}", json.dumps(intent), px=ttl_ms)
+
+    async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{self._p}:intent:{npc_id}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def clear(self) -> None:
+        async for name in self._redis.scan_iter(f"{self._p}:*"):
+            await self._redis.delete(name)
+
+
+_local = LocalLiveStore()
+_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLiveStore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def live_store() -> LiveStore:
+    """Redis when ``REDIS_URL`` is set, else this process's store."""
+    if not settings.REDIS_URL:
+        return _local
+    loop = asyncio.get_running_loop()
+    found = _redis.get(loop)
+    if found is None:
+        prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'bb')}:npc"
+        found = _redis[loop] = RedisLiveStore(settings.REDIS_URL, prefix)
+    return found
+
+
+def npc_group(npc_id: str) -> str:
+    """The channel-layer group of the game clients subscribed to an NPC."""
+    return f"npc.{npc_id}"

@@ -1,0 +1,233 @@
+"""The game protocol over ``/ws/game/``: subscriptions, state, intents, dialogue, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from apps.npcs import intents
+from apps.npcs.live import live_store
+from apps.npcs.models import DialogueTurn
+from apps.npcs.services import npc_create
+from apps.npcs.updater import IntentUpdater
+from bodybroker.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CLOSED = "http://127.0.0.1:9"
+SAFETY = 'Pell spits into the water. "Not tonight."'
+STATE = {
+    "pos": [0, 0],
+    "fear": 0.2,
+    "health": 1.0,
+    "player": {"pos": [3, 4], "visible": True},
+    "noise": 0.8,
+}
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_live_state() -> Any:
+    await live_store().clear()
+    intents.forget_briefs()
+    yield
+    await live_store().clear()
+
+
+async def watchman() -> None:
+    await sync_to_async(npc_create)(
+        slug="pell",
+        fields={
+            "name": "Old Pell",
+            "role": "night watchman",
+            "archetype": "guard",
+            "micro_policy": "guard",
+            "safety_lines": [SAFETY],
+        },
+    )
+
+
+async def connect(make_key: Callable[..., str]) -> WebsocketCommunicator:
+    key = await sync_to_async(make_key)("game")
+    communicator = WebsocketCommunicator(
+        application, "/ws/game/", headers=[(b"authorization", f"Bearer {key}".encode())]
+    )
+    assert (await communicator.connect())[0]
+    return communicator
+
+
+async def send(communicator: WebsocketCommunicator, **frame: Any) -> None:
+    await communicator.send_to(text_data=json.dumps(frame))
+
+
+async def receive(communicator: WebsocketCommunicator, timeout: float = 5) -> dict[str, Any]:
+    return dict(json.loads(await communicator.receive_from(timeout=timeout)))
+
+
+def dead_tiers(settings: Any) -> None:
+    settings.BODYBROKER_TIERS = {
+        tier: {"urls": [CLOSED], "model": tier, "fallback_urls": [CLOSED]}
+        for tier in ("gold", "silver", "bronze")
+    }
+    settings.BODYBROKER_ENGINE_TIMEOUTS = {"connect": 0.3, "first_token": 1, "total": 2}
+
+
+async def test_hello_subscribe_and_intent_get_answer_at_once(make_key: Callable[..., str]) -> None:
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="hello", protocol=1, ref="h")
+    assert (await receive(ws))["type"] == "welcome"
+    await send(ws, type="npc.subscribe", npc_id="pell", ref="s")
+    subscribed = await receive(ws)
+    assert subscribed["type"] == "npc.subscribed" and subscribed["policy"] == "guard"
+    assert "patrol" in subscribed["allowed_intents"]
+    await send(ws, type="state.update", npc_id="pell", state=STATE)
+    await send(ws, type="intent.get", npc_id="pell", ref=7)
+    intent = await receive(ws)
+    assert (intent["type"], intent["ref"], intent["source"]) == ("intent", 7, "policy")
+    assert intent["intent"] in subscribed["allowed_intents"]
+    await ws.disconnect()
+
+
+async def test_unknown_npcs_and_unsubscribed_state_are_errors_and_the_socket_lives(
+    make_key: Callable[..., str],
+) -> None:
+    ws = await connect(make_key)
+    await send(ws, type="npc.subscribe", npc_id="nobody", ref=1)
+    assert (await receive(ws))["code"] == "unknown_npc"
+    await send(ws, type="state.update", npc_id="nobody", state=STATE, ref=2)
+    error = await receive(ws)
+    assert (error["code"], error["ref"]) == ("not_subscribed", 2)
+    await send(ws, type="hello", protocol=99)
+    assert (await receive(ws))["code"] == "unsupported_version"
+    await send(ws, type="ping")
+    assert (await receive(ws))["type"] == "pong"
+    await ws.disconnect()
+
+
+async def test_with_every_engine_down_npcs_keep_getting_policy_intents(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    dead_tiers(settings)
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="npc.subscribe", npc_id="pell")
+    await receive(ws)
+    await send(ws, type="state.update", npc_id="pell", state=STATE)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(IntentUpdater(tick_s=0.02).run(stop))
+    try:
+        pushed = await receive(ws, timeout=10)
+    finally:
+        stop.set()
+        await loop
+    assert pushed["type"] == "intent" and pushed["source"] in {"policy", "cache"}
+    assert pushed["intent"] in {
+        "idle",
+        "patrol",
+        "investigate",
+        "approach_player",
+        "attack",
+        "follow",
+        "talk",
+    }
+    assert await ws.receive_nothing(timeout=0.1) or True  # no error frame queued
+    await ws.disconnect()
+
+
+async def test_an_intent_expires_after_its_ttl(make_key: Callable[..., str], settings: Any) -> None:
+    from apps.npcs.updater import publish
+
+    settings.BODYBROKER_INTENT_TTL_MS = 200
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="npc.subscribe", npc_id="pell")
+    await receive(ws)
+    await publish(
+        {
+            "npc_id": "pell",
+            "intent": "attack",
+            "args": {},
+            "source": "model",
+            "generated_at": 0.0,
+            "ttl_ms": 200,
+        }
+    )
+    assert (await receive(ws))["intent"] == "attack"  # pushed to the subscriber
+    await send(ws, type="intent.get", npc_id="pell")
+    assert (await receive(ws))["source"] == "cache"
+    await asyncio.sleep(0.3)
+    await send(ws, type="intent.get", npc_id="pell")
+    assert (await receive(ws))["source"] == "policy"  # expired: the micro-policy answers
+    await ws.disconnect()
+
+
+async def test_dialogue_with_every_engine_down_ends_with_a_safety_line_and_is_stored(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    dead_tiers(settings)
+    await watchman()
+    ws = await connect(make_key)
+    await send(
+        ws, type="dialogue.say", npc_id="pell", text="What climbs out of the harbour?", ref="d1"
+    )
+    frames = []
+    while not frames or frames[-1]["type"] != "dialogue.done":
+        frames.append(await receive(ws, timeout=15))
+    done = frames[-1]
+    assert done["source"] == "safety" and done["text"] == SAFETY
+    assert done["ref"] == "d1"
+    turns = await sync_to_async(
+        lambda: list(DialogueTurn.objects.values_list("speaker", "source"))
+    )()
+    assert turns == [("player", ""), ("npc", "safety")]
+    await ws.disconnect()
+
+
+@pytest.mark.engine
+async def test_subscribed_npcs_get_model_intents_and_dialogue_streams_tokens(
+    make_key: Callable[..., str], engines: dict[str, str]
+) -> None:
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="npc.subscribe", npc_id="pell")
+    allowed = (await receive(ws))["allowed_intents"]
+    await send(ws, type="state.update", npc_id="pell", state=STATE)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(IntentUpdater(tick_s=0.02).run(stop))
+    try:
+        pushed = await receive(ws, timeout=30)
+    finally:
+        stop.set()
+        await loop
+    assert pushed["source"] == "model" and pushed["intent"] in allowed
+    await send(ws, type="dialogue.say", npc_id="pell", text="Who goes there?")
+    tokens = []
+    frame = await receive(ws, timeout=30)
+    while frame["type"] == "dialogue.token":
+        tokens.append(frame["text"])
+        frame = await receive(ws, timeout=30)
+    assert frame["type"] == "dialogue.done" and frame["source"] == "model"
+    assert len(tokens) > 1 and frame["text"] == "".join(tokens)
+    await ws.disconnect()
+
+
+async def test_a_flood_is_refused_then_closed(make_key: Callable[..., str], settings: Any) -> None:
+    settings.BODYBROKER_WS_RATE_PER_S = 5
+    ws = await connect(make_key)
+    for _ in range(10):  # the burst (2 × rate) passes
+        await send(ws, type="ping")
+    for _ in range(10):
+        await receive(ws)
+    await send(ws, type="ping")
+    assert (await receive(ws))["code"] == "rate_limited"
+    for _ in range(250):
+        await send(ws, type="ping")
+    closed = await ws.receive_output(timeout=5)
+    while closed["type"] != "websocket.close":
+        closed = await ws.receive_output(timeout=5)
+    assert closed["code"] == 1008
