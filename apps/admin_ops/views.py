@@ -18,6 +18,7 @@ from apps.admin_ops.actors import actor_for
 from apps.admin_ops.api import audit_csv_response, parse_audit_filters
 from apps.admin_ops.models import OPEN_STATUSES, ChangeRequest, ChangeRequestStatus
 from apps.admin_ops.selectors import job_stats
+from apps.npcs import prediction
 from apps.router import selectors as router_selectors
 from apps.security.scopes import ADMIN
 from apps.security.selectors import user_scopes
@@ -52,6 +53,7 @@ async def dashboards(request: HttpRequest) -> HttpResponse:
     context["stats"] = await sync_to_async(job_stats)()
     context["usage"] = await sync_to_async(router_selectors.usage_today)()
     context["tiers"] = router_selectors.tier_snapshot()
+    context["prediction_hit_rate"] = prediction.hit_rate()
     return await sync_to_async(render)(request, "pages/dashboards.html", context)
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from apps.npcs import dialogue, updater
+from apps.npcs import dialogue, prediction, updater
 from apps.npcs.intents import NpcBrief, npc_brief, policy_intent
 from apps.npcs.live import live_store, npc_group
 from apps.security.scopes import GAME
@@ -181,18 +182,21 @@ class GameConsumer(AsyncWebsocketConsumer):
     ) -> None:
         parts: list[str] = []
         source, cancelled = "template", False
+        predicted = await prediction.match(who.slug, message.text)
         try:
-            async for event in dialogue.reply_stream(who, history, message.text):
-                if event.answer is not None:
-                    source = event.answer.source
-                    break
-                if event.text:
-                    parts.append(event.text)
-                    await self._send(
-                        p.DialogueToken(
-                            conversation_id=conversation_id, text=event.text, ref=message.ref
-                        )
-                    )
+            if predicted is not None:  # computed before the player spoke: sent at once
+                source = "prediction"
+                for piece in re.findall(r"\S+\s*", predicted["text"]):
+                    parts.append(piece)
+                    await self._token(conversation_id, piece, message.ref)
+            else:
+                async for event in dialogue.reply_stream(who, history, message.text):
+                    if event.answer is not None:
+                        source = event.answer.source
+                        break
+                    if event.text:
+                        parts.append(event.text)
+                        await self._token(conversation_id, event.text, message.ref)
         except asyncio.CancelledError:
             cancelled = True
         text = "".join(parts)
@@ -208,6 +212,9 @@ class GameConsumer(AsyncWebsocketConsumer):
                 ref=message.ref,
             )
         )
+
+    async def _token(self, conversation_id: str, text: str, ref: Any) -> None:
+        await self._send(p.DialogueToken(conversation_id=conversation_id, text=text, ref=ref))
 
     # --- pushed by the intent updater -------------------------------------------------------
 

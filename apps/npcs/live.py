@@ -40,6 +40,10 @@ class LiveStore(Protocol):
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None: ...
 
+    async def put_prediction(self, npc_id: str, value: dict[str, Any], ttl_ms: int) -> None: ...
+
+    async def get_prediction(self, npc_id: str) -> dict[str, Any] | None: ...
+
     async def clear(self) -> None: ...
 
 
@@ -50,6 +54,7 @@ class LocalLiveStore:
         self.states: dict[str, LiveState] = {}
         self.seen: dict[str, float] = {}
         self.intents: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.predictions: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
         previous = self.states.get(npc_id)
@@ -72,15 +77,25 @@ class LocalLiveStore:
         self.intents[npc_id] = (time.monotonic() + ttl_ms / 1000, intent)
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
-        entry = self.intents.get(npc_id)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
+        return _fresh(self.intents.get(npc_id))
+
+    async def put_prediction(self, npc_id: str, value: dict[str, Any], ttl_ms: int) -> None:
+        self.predictions[npc_id] = (time.monotonic() + ttl_ms / 1000, value)
+
+    async def get_prediction(self, npc_id: str) -> dict[str, Any] | None:
+        return _fresh(self.predictions.get(npc_id))
 
     async def clear(self) -> None:
         self.states.clear()
         self.seen.clear()
         self.intents.clear()
+        self.predictions.clear()
+
+
+def _fresh(entry: tuple[float, dict[str, Any]] | None) -> dict[str, Any] | None:
+    if entry is None or entry[0] < time.monotonic():
+        return None
+    return entry[1]
 
 
 class RedisLiveStore:
@@ -121,6 +136,13 @@ class RedisLiveStore:
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(f"{self._p}:intent:{npc_id}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def put_prediction(self, npc_id: str, value: dict[str, Any], ttl_ms: int) -> None:
+        await self._redis.set(f"{self._p}:prediction:{npc_id}", json.dumps(value), px=ttl_ms)
+
+    async def get_prediction(self, npc_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{self._p}:prediction:{npc_id}")
         return None if raw is None else dict(json.loads(raw))
 
     async def clear(self) -> None:

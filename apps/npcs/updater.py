@@ -25,8 +25,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from prometheus_client import Counter, Histogram
 
+from apps.npcs import dialogue
 from apps.npcs.intents import NpcBrief, decide_intent, npc_brief
 from apps.npcs.live import LiveState, live_store, npc_group
+from apps.npcs.prediction import likely_lines, predict
 from apps.router.metrics import REGISTRY
 from npc_runtime.policies import NpcState
 from npc_runtime.protocol import state_from_wire
@@ -55,6 +57,7 @@ class IntentUpdater:
         self.next_due: dict[str, float] = {}
         self.last_intent: dict[str, dict[str, Any]] = {}
         self.states: dict[str, NpcState] = {}
+        self.predicting: dict[str, asyncio.Task[None]] = {}
 
     def owns(self, npc_id: str) -> bool:
         return self.shards == 1 or shard_of(npc_id, self.shards) == self.shard
@@ -100,11 +103,34 @@ class IntentUpdater:
                 self.asked_version[slug] = live.version
                 self.last_intent[slug] = intent
             await publish(intent)
+            await self._maybe_predict(slug, brief)
         except Exception:  # one NPC's failure must not stop the loop; the next tick retries
             logger.exception("refreshing the intent of %s failed", slug)
         finally:
             elapsed = time.monotonic() - began
             self.next_due[slug] = began + max(1.0 / brief.hz, 2 * elapsed)
+
+    async def _maybe_predict(self, slug: str, brief: NpcBrief) -> None:
+        """Start precomputing a reply when the player is about to talk to the NPC."""
+        state = self.states.get(slug)
+        if state is None or slug in self.predicting:
+            return
+        lines = likely_lines(brief.policy, state)
+        if not lines or await live_store().get_prediction(slug) is not None:
+            return
+        who = await dialogue.speaker(slug)
+        if who is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._predict(who, lines[0]))
+        self.predicting[slug] = task
+
+    async def _predict(self, who: dialogue.Speaker, line: str) -> None:
+        try:
+            await predict(who, line)
+        except Exception:
+            logger.exception("predicting a reply for %s failed", who.slug)
+        finally:
+            self.predicting.pop(who.slug, None)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         while stop is None or not stop.is_set():
@@ -113,7 +139,7 @@ class IntentUpdater:
             except Exception:
                 logger.exception("intent updater tick failed")
             await asyncio.sleep(self.tick_s)
-        for task in list(self.in_flight.values()):
+        for task in [*self.in_flight.values(), *self.predicting.values()]:
             task.cancel()
 
 

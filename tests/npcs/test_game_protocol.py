@@ -231,3 +231,59 @@ async def test_a_flood_is_refused_then_closed(make_key: Callable[..., str], sett
     while closed["type"] != "websocket.close":
         closed = await ws.receive_output(timeout=5)
     assert closed["code"] == 1008
+
+
+async def test_a_reply_predicted_before_the_player_speaks_is_sent_from_the_prediction(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    from apps.npcs import prediction
+    from tests.support.scripted_engine import ScriptedEngine, streamed
+
+    async with ScriptedEngine(streamed("The gate stays shut tonight.")) as silver:
+        settings.BODYBROKER_TIERS = {
+            "gold": {"urls": [CLOSED], "model": "gold", "fallback_urls": []},
+            "silver": {"urls": [silver.base_url], "model": "silver", "fallback_urls": []},
+            "bronze": {"urls": [], "model": "bronze", "fallback_urls": []},
+        }
+        settings.BODYBROKER_ENGINE_TIMEOUTS = {"connect": 0.3, "first_token": 2, "total": 5}
+        await watchman()
+        ws = await connect(make_key)
+        await send(ws, type="npc.subscribe", npc_id="pell")
+        await receive(ws)
+        await send(ws, type="state.update", npc_id="pell", state=STATE)  # player 5 m away
+        stop = asyncio.Event()
+        loop = asyncio.create_task(IntentUpdater(tick_s=0.02).run(stop))
+        try:
+            for _ in range(250):
+                if await live_store().get_prediction("pell") is not None:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await loop
+        assert len(silver.requests) == 1  # the prediction, made before anyone spoke
+        before = prediction.hit_rate()
+        await send(ws, type="dialogue.say", npc_id="pell", text="let me THROUGH")
+        frames = [await receive(ws)]
+        while frames[-1]["type"] != "dialogue.done":
+            if frames[-1]["type"] == "intent":
+                frames.pop()
+            frames.append(await receive(ws))
+        done = frames[-1]
+        assert (done["source"], done["text"]) == ("prediction", "The gate stays shut tonight.")
+        assert len(silver.requests) == 1  # answered without asking Silver again
+        assert prediction.hit_rate() is not None and prediction.hit_rate() != before
+        await ws.disconnect()
+
+
+def test_the_player_is_only_predicted_to_talk_when_close_and_in_sight() -> None:
+    from apps.npcs.prediction import likely_lines, similarity, words
+    from npc_runtime.policies import NpcState
+
+    near = NpcState(npc_id="x", player_visible=True, player_x=3, player_y=0)
+    far = NpcState(npc_id="x", player_visible=True, player_x=30, player_y=0)
+    hidden = NpcState(npc_id="x", player_visible=False, player_x=1, player_y=0)
+    assert likely_lines("guard", near) and not likely_lines("guard", far)
+    assert not likely_lines("guard", hidden)
+    assert similarity(words("Who goes there?"), words("who goes THERE")) == 1.0
+    assert similarity(words("Open the gate"), words("Who goes there?")) < 0.6
