@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint fmt type check bench bench-gateway bench-rag setup clean-var help
+.PHONY: run test lint fmt type check bench bench-gateway bench-rag bench-npcs setup clean-var help
 
 help:
 	@echo "make run    set up, migrate, seed demo content, start every process (Ctrl-C stops all)"
@@ -73,5 +73,8 @@ bench-mcp: setup  ## MCP tool latency and the approval path (bench/mcp_tools.py)
 bench-gateway: setup  ## what the OpenAI-compatible door adds over its upstream (bench/gateway.py)
 	$(BIN)/python bench/gateway.py
 
+bench-npcs: setup  ## game clients × NPCs against the real stack on Redis (bench/npcs.py)
+	$(BIN)/python bench/npcs.py --npcs 50,200 --seconds 15
+
 # Every benchmark; each prints its table and writes it under bench/results/.
-bench: bench-gateway bench-mcp bench-rag
+bench: bench-gateway bench-mcp bench-npcs bench-rag
