@@ -42,6 +42,7 @@ class GameConsumer(AsyncWebsocketConsumer):
         self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
         self.refilled = time.monotonic()
         self.refused: list[float] = []
+        dialogue.warm_lore_soon()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

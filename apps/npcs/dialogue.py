@@ -8,6 +8,7 @@ response → the NPC's in-character safety line. Every turn is stored (they feed
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,20 @@ async def reply_stream(
     )
     async for event in chains.stream(request, DECISION):
         yield event
+
+
+_warming: set[asyncio.Task[None]] = set()
+
+
+def warm_lore_soon() -> None:
+    """Load the lore embedder in a worker thread once per process, when the first game client
+    connects, so the first player line is not the one that waits five seconds for it."""
+    if _warming:
+        return
+    from apps.story.retrieval.embedder import warm
+
+    task = asyncio.get_running_loop().create_task(sync_to_async(warm, thread_sensitive=False)())
+    _warming.add(task)  # kept for the life of the process: warming happens once
 
 
 async def lore_for_dialogue(persona: str | None, topic: str) -> str:

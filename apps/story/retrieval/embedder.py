@@ -36,6 +36,11 @@ def _get_model() -> Any:
     return _model
 
 
+def warm() -> None:
+    """Load the embedding model now (about 5 s), so the first query does not wait for it."""
+    _get_model()
+
+
 def embed_texts(texts: Sequence[str], *, batch_size: int = 64) -> Vector:
     """Embed passages: an (n, 384) float32 matrix of unit vectors."""
     if not texts:
