@@ -22,6 +22,7 @@ from apps.npcs.intents import NpcBrief, npc_brief, policy_intent
 from apps.npcs.live import live_store, npc_group
 from apps.security.scopes import GAME
 from npc_runtime import protocol as p
+from npc_runtime.policies import NpcState
 from npc_runtime.protocol import ProtocolError, state_from_wire
 
 PROTOCOL_VERSION = p.PROTOCOL_VERSION
@@ -29,6 +30,7 @@ MAX_FRAME_BYTES = p.MAX_FRAME_BYTES
 ABUSE_LIMIT = 200  # refused frames within ABUSE_WINDOW_S before the socket is closed
 ABUSE_WINDOW_S = 10.0
 MAX_SUBSCRIPTIONS = 1000
+STATE_FLUSH_S = 0.1
 
 
 class GameConsumer(AsyncWebsocketConsumer):
@@ -42,12 +44,22 @@ class GameConsumer(AsyncWebsocketConsumer):
         self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
         self.refilled = time.monotonic()
         self.refused: list[float] = []
+        # Game clients send state every frame; the updater reads it at 1–2 Hz. The latest
+        # state per NPC is kept here and written to the live store at most every
+        # STATE_FLUSH_S, and intents pushed to this socket answer intent.get without a lookup.
+        self.pending_states: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.intents: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.flusher: asyncio.Task[None] | None = None
         dialogue.warm_lore_soon()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "dialogues", {}).values():
             task.cancel()
+        if getattr(self, "flusher", None) is not None:
+            self.flusher.cancel()  # type: ignore[union-attr]
+            await self._flush_states()
         for npc_id in list(getattr(self, "subscribed", {})):
             await self.channel_layer.group_discard(npc_group(npc_id), self.channel_name)
 
@@ -93,7 +105,9 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._send(p.Unsubscribed(npc_id=message.npc_id, ref=message.ref))
         elif isinstance(message, p.StateUpdate):
             self._require_subscribed(message.npc_id, message.ref)
-            await live_store().put_state(message.npc_id, message.state)
+            self.pending_states[message.npc_id] = self.states[message.npc_id] = message.state
+            if self.flusher is None:
+                self.flusher = asyncio.get_running_loop().create_task(self._flush_forever())
         elif isinstance(message, p.IntentGet):
             await self._send_intent(await self._brief(message.npc_id, message.ref), message.ref)
         elif isinstance(message, p.DialogueSay):
@@ -141,20 +155,34 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._send_raw(dict(cached, type="intent", ref=None))
 
     async def _send_intent(self, brief: NpcBrief, ref: Any) -> None:
-        """Answer ``intent.get`` at once: the cached intent, else the micro-policy's choice."""
-        store = live_store()
-        cached = await store.get_intent(brief.slug)
+        """Answer ``intent.get`` at once: the intent last pushed to this socket while it is
+        fresh, else the live store's, else the micro-policy's choice for the latest state."""
+        local = self.intents.get(brief.slug)
+        if local is not None and local[0] > time.monotonic():
+            cached: dict[str, Any] | None = local[1]
+        else:
+            cached = await live_store().get_intent(brief.slug)
         if cached is not None:
             intent = dict(cached, source="cache")
         else:
-            live = await store.get_state(brief.slug)
-            state = state_from_wire(brief.slug, live.state) if live else None
-            if state is None:
-                from npc_runtime.policies import NpcState
-
-                state = NpcState(npc_id=brief.slug)
+            wire = self.states.get(brief.slug)
+            if wire is None:
+                live = await live_store().get_state(brief.slug)
+                wire = live.state if live else None
+            state = state_from_wire(brief.slug, wire) if wire else NpcState(npc_id=brief.slug)
             intent = policy_intent(brief, state)
         await self._send_raw(dict(intent, type="intent", ref=ref))
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATE_FLUSH_S)
+            await self._flush_states()
+
+    async def _flush_states(self) -> None:
+        pending, self.pending_states = self.pending_states, {}
+        store = live_store()
+        for npc_id, state in pending.items():
+            await store.put_state(npc_id, state)
 
     async def _say(self, message: p.DialogueSay) -> None:
         who = await dialogue.speaker(message.npc_id)
@@ -222,6 +250,8 @@ class GameConsumer(AsyncWebsocketConsumer):
     async def npc_intent(self, event: dict[str, Any]) -> None:
         intent = event["intent"]
         if intent["npc_id"] in self.subscribed:
+            expires = time.monotonic() + intent["ttl_ms"] / 1000
+            self.intents[intent["npc_id"]] = (expires, intent)
             await self._send_raw(dict(intent, type="intent", ref=None))
 
     # --- limits and sending -------------------------------------------------------------------

@@ -101,7 +101,7 @@ async def turns_record(
 
 
 async def reply_stream(
-    who: Speaker, history: list[dict[str, str]], text: str
+    who: Speaker, history: list[dict[str, str]], text: str, *, background: bool = False
 ) -> AsyncIterator[StreamEvent]:
     """The NPC's reply to ``text`` as the router's stream events (the last one is the answer)."""
     lore = await caches.lore_context(who.lore_persona, text) if who.lore_persona else ""
@@ -118,6 +118,8 @@ async def reply_stream(
         max_tokens=who.max_tokens,
         temperature=0.7,
         persona=who.slug,
+        # Precomputed replies wait in the background line, behind what players are saying now.
+        priority="background" if background else "realtime",
     )
     async for event in chains.stream(request, DECISION):
         yield event

@@ -59,7 +59,7 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
 async def predict(who: Speaker, line: str) -> dict[str, Any]:
     """Compute the NPC's reply to ``line`` now and keep it for ``PREDICTION_TTL_MS``."""
     text, source = "", "template"
-    async for event in reply_stream(who, [], line):
+    async for event in reply_stream(who, [], line, background=True):
         if event.answer is not None:
             text, source = event.answer.text, event.answer.source
     prediction = {"line": line, "text": text, "source": source, "made_at": time.time()}

@@ -43,6 +43,9 @@ INTENT_SECONDS = Histogram(
 )
 
 
+MAX_PREDICTIONS_IN_FLIGHT = 2
+
+
 def shard_of(npc_id: str, shards: int) -> int:
     return zlib.crc32(npc_id.encode()) % shards
 
@@ -115,6 +118,8 @@ class IntentUpdater:
         state = self.states.get(slug)
         if state is None or slug in self.predicting:
             return
+        if len(self.predicting) >= MAX_PREDICTIONS_IN_FLIGHT:
+            return  # Silver's time goes to players who are speaking, not to guesses
         lines = likely_lines(brief.policy, state)
         if not lines or await live_store().get_prediction(slug) is not None:
             return
