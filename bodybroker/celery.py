@@ -44,8 +44,12 @@ class HeartbeatStep(bootsteps.StartStopStep):
     def _beat(self, worker: Any) -> None:
         from apps.admin_ops.services import worker_heartbeat_record
 
+        from celery.worker import state
+
         queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
-        worker_heartbeat_record(hostname=worker.hostname, queues=queues)
+        worker_heartbeat_record(
+            hostname=worker.hostname, queues=queues, active=len(state.active_requests)
+        )
 
 
 app.steps["worker"].add(HeartbeatStep)

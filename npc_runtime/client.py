@@ -9,6 +9,7 @@ the network. Reconnecting is left to the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
@@ -362,15 +363,15 @@ class GameClient:
 
     async def _read_loop(self) -> None:
         try:
-            async for raw in self.connection:
-                try:
-                    message = parse_server_message(raw)
-                except ProtocolError as exc:
-                    self.errors.append(exc.to_error())
-                    continue
-                self._on_message(message)
-        except ConnectionClosed:
-            pass
+            # A closed connection ends the loop quietly; everyone waiting is told below.
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in self.connection:
+                    try:
+                        message = parse_server_message(raw)
+                    except ProtocolError as exc:
+                        self.errors.append(exc.to_error())
+                        continue
+                    self._on_message(message)
         finally:
             closed = ConnectionError("connection closed")
             for future in self._pending.values():

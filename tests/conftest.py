@@ -184,6 +184,7 @@ def celery_worker(
     )
     try:
         _wait_for_heartbeat(django_db_blocker, hostname, worker)
+        _suite_worker.update(hostname=hostname, blocker=django_db_blocker)
         yield worker
     finally:
         worker.terminate()
@@ -193,6 +194,45 @@ def celery_worker(
             worker.kill()
             worker.wait()
         log.close()
+
+
+_suite_worker: dict[str, Any] = {}
+
+
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", ())
+    return bool(marker and marker.kwargs.get("transaction")) or "transactional_db" in fixtures
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Before a transactional test's tables are flushed, let the suite's worker go idle.
+
+    A test may leave tasks behind (indexing, a queued Bronze job). If the worker were still
+    running one, its writes and the flush's TRUNCATE could deadlock. So: drop what is queued,
+    then wait for a heartbeat, written after the purge, that says no task is running.
+    """
+    if _suite_worker and _transactional(item):
+        _drain_suite_worker()
+    return (yield)
+
+
+def _drain_suite_worker() -> None:
+    from django.utils import timezone
+
+    from apps.admin_ops.models import WorkerHeartbeat
+    from bodybroker.celery import app
+
+    app.control.purge()
+    purged_at = timezone.now()
+    deadline = time.monotonic() + 90
+    with _suite_worker["blocker"].unblock():
+        while time.monotonic() < deadline:
+            beat = WorkerHeartbeat.objects.filter(hostname=_suite_worker["hostname"]).first()
+            if beat is not None and beat.last_seen > purged_at and beat.active == 0:
+                return
+            time.sleep(0.1)
 
 
 def _wait_for_heartbeat(blocker: Any, hostname: str, worker: subprocess.Popen[bytes]) -> None:

@@ -11,10 +11,12 @@ from django.db import models
 
 
 class WorkerHeartbeat(models.Model):
-    """The last time each Celery worker said it was alive, and which queues it consumes."""
+    """The last time each Celery worker said it was alive, which queues it consumes, and how
+    many tasks it was running then."""
 
     hostname = models.CharField(max_length=200, unique=True)
     queues = models.JSONField(default=list)
+    active = models.PositiveIntegerField(default=0)
     last_seen = models.DateTimeField()
 
     class Meta:

@@ -65,12 +65,15 @@ class ChangeRequestError(Exception):
 # --- workers --------------------------------------------------------------------------------
 
 
-def worker_heartbeat_record(*, hostname: str, queues: list[str]) -> WorkerHeartbeat:
+def worker_heartbeat_record(
+    *, hostname: str, queues: list[str], active: int = 0
+) -> WorkerHeartbeat:
     """Upsert this worker's heartbeat. Called from the worker's timer thread, hence the
     connection hygiene: a dropped database connection must not silence the heartbeat forever."""
     close_old_connections()
     heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname, defaults={"queues": queues, "last_seen": timezone.now()}
+        hostname=hostname,
+        defaults={"queues": queues, "active": active, "last_seen": timezone.now()},
     )
     return heartbeat
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -133,10 +134,9 @@ def usage_flush_soon() -> None:
 
 
 def _flush_at_exit() -> None:
-    try:
+    # The process is ending: a failed last flush has nobody left to report to.
+    with contextlib.suppress(Exception):
         usage_flush()
-    except Exception:  # noqa: BLE001, S110 — the process is ending; nothing left to report to
-        pass
 
 
 atexit.register(_flush_at_exit)

@@ -18,7 +18,7 @@ def ask(text: str, **fields: Any) -> InferenceRequest:
 
 
 async def settle() -> None:
-    await asyncio.sleep(0.02)  # cache writes happen off the request path
+    await asyncio.sleep(0.1)  # cache writes happen off the request path
 
 
 async def test_a_repeated_deterministic_request_is_answered_from_the_cache(settings: Any) -> None:
