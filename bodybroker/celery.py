@@ -42,9 +42,9 @@ class HeartbeatStep(bootsteps.StartStopStep):
             self.tref = None
 
     def _beat(self, worker: Any) -> None:
-        from apps.admin_ops.services import worker_heartbeat_record
-
         from celery.worker import state
+
+        from apps.admin_ops.services import worker_heartbeat_record
 
         queues = sorted(q.name for q in worker.app.amqp.queues.consume_from.values())
         worker_heartbeat_record(
