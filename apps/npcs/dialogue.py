@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from apps.npcs.models import Conversation, DialogueTurn
 from apps.router import caches, chains
@@ -34,9 +35,12 @@ class Speaker:
 
 
 def _speaker(slug: str) -> Speaker | None:
+    from django.db import close_old_connections
+
     from apps.npcs.personas import npc_persona, remember
     from apps.npcs.selectors import npc_get, npc_prompt
 
+    close_old_connections()  # a worker thread's connection may have gone stale
     npc = npc_get(slug=slug)
     if npc is None or not npc.active:
         return None
@@ -52,6 +56,7 @@ async def speaker(slug: str) -> Speaker | None:
 
 
 def _open(conversation_id: str | None, slug: str, key: Any) -> tuple[str, list[dict[str, str]]]:
+    close_old_connections()
     conversation = None
     if conversation_id:
         conversation = Conversation.objects.filter(pk=conversation_id, npc_slug=slug).first()
@@ -76,6 +81,7 @@ async def conversation_open(
 
 
 def _record(conversation_id: str, player: str, reply: str, source: str, cancelled: bool) -> None:
+    close_old_connections()
     DialogueTurn.objects.bulk_create(
         [
             DialogueTurn(

@@ -50,8 +50,11 @@ class NpcBrief:
 
 
 def _read_brief(slug: str) -> NpcBrief | None:
+    from django.db import close_old_connections
+
     from apps.npcs.selectors import npc_get, npc_prompt
 
+    close_old_connections()  # a worker thread's connection may have gone stale
     npc = npc_get(slug=slug)
     if npc is None or not npc.active:
         return None
