@@ -118,7 +118,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A socket waits for its next message with BZPOPMIN for 5 s at a time, and
+                # redis-py 8 times a read out after 5 s by default: the two raced, and a game
+                # socket that got no push for 5 s died with redis.TimeoutError. Reads may
+                # take longer than the longest blocking pop.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "prefix": env_str("BODYBROKER_CHANNEL_PREFIX", "bb-asgi"),
             },
         }
@@ -218,6 +222,9 @@ BODYBROKER_INTENT_TTL_MS = env_int("BODYBROKER_INTENT_TTL_MS", 2000, minimum=100
 BODYBROKER_INTENT_UPDATER_IN_PROCESS = env_bool(
     "BODYBROKER_INTENT_UPDATER_IN_PROCESS", default=not REDIS_URL
 )
+# Gold asks the intent updater keeps in flight (0: the Gold tier's real-time slots per endpoint
+# × endpoints, split between shards). NPCs past it get cache/policy intents at once.
+BODYBROKER_INTENT_MODEL_SLOTS = env_int("BODYBROKER_INTENT_MODEL_SLOTS", 0, minimum=0)
 BODYBROKER_WS_RATE_PER_S = env_int("BODYBROKER_WS_RATE_PER_S", 2000, minimum=1)
 BODYBROKER_ROUTING_POLICY = env_str("BODYBROKER_ROUTING_POLICY", "apps.router.policy:route")
 # Per endpoint: real-time requests and background requests wait in separate lines (the seed's
