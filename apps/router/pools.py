@@ -34,6 +34,7 @@ from inference.errors import EngineError, EngineHTTPError
 
 DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 EWMA_ALPHA = 0.2
+ESTIMATE_TTL_S = 10.0  # latency estimates older than this are forgotten (see Endpoint.expected_ms)
 
 
 @dataclass(eq=False)
@@ -51,6 +52,7 @@ class Endpoint:
     retry_at: float = 0.0
     ms_per_token: float | None = None
     base_ms: float | None = None
+    observed_at: float = 0.0
     client: EngineClient | None = field(default=None, repr=False)
 
     def engine_client(self, timeouts: Timeouts) -> EngineClient:
@@ -76,17 +78,27 @@ class Endpoint:
             self.mark_down(time.monotonic())
 
     def observe(self, latency_ms: float, completion_tokens: int) -> None:
-        """Fold one answer's latency into the per-token and fixed-cost estimates."""
+        """Fold one answer's latency into the per-token and fixed-cost estimates.
+
+        The first answer sets the fixed cost (prompt, network) to a fifth of its latency and the
+        rest per token, so the estimate for that answer is its latency; later answers move the
+        per-token cost (exponentially weighted).
+        """
         tokens = max(completion_tokens, 1)
-        per_token = latency_ms / tokens
-        if self.ms_per_token is None:
-            self.ms_per_token, self.base_ms = per_token, latency_ms * 0.2
+        self.observed_at = time.monotonic()
+        if self.ms_per_token is None or self.base_ms is None:
+            self.base_ms = latency_ms * 0.2
+            self.ms_per_token = latency_ms * 0.8 / tokens
             return
+        per_token = max(0.0, latency_ms - self.base_ms) / tokens
         self.ms_per_token += EWMA_ALPHA * (per_token - self.ms_per_token)
 
     def expected_ms(self, max_tokens: int) -> float | None:
-        """How long ``max_tokens`` would take here, from what was measured; None before that."""
-        if self.ms_per_token is None:
+        """How long ``max_tokens`` would take here, from what was measured recently; None when
+        nothing was. An estimate older than ``ESTIMATE_TTL_S`` is no estimate: a pool skipped
+        for a deadline gets no new measurements, so one slow moment (a cold engine, a busy
+        machine) would otherwise keep it skipped for good."""
+        if self.ms_per_token is None or time.monotonic() - self.observed_at > ESTIMATE_TTL_S:
             return None
         return (self.base_ms or 0.0) + self.ms_per_token * max_tokens
 

@@ -11,6 +11,7 @@ import pytest
 from apps.router import chains
 from apps.router.contracts import InferenceRequest
 from apps.router.personas import bundled
+from apps.router.pools import ESTIMATE_TTL_S, pools
 from inference.process import EngineProcess
 from tests.router.conftest import tiers
 from tests.support.scripted_engine import (
@@ -172,6 +173,20 @@ async def test_a_link_that_cannot_fit_the_deadline_is_skipped(settings: Any) -> 
     assert rushed.text == "slowly"
     assert "skipped" in rushed.fallback_reasons[0]
     assert len(slow.requests) == 1
+
+
+async def test_a_link_skipped_for_an_old_slow_moment_is_asked_again(settings: Any) -> None:
+    settings.BODYBROKER_ENGINE_TIMEOUTS = QUICK
+    async with ScriptedEngine(completion("steady", completion_tokens=2, delay_s=0.3)) as slow:
+        settings.BODYBROKER_TIERS = tiers(silver={"urls": [slow.base_url]})
+        await chains.answer(ask("speak", max_tokens=2, persona="broker"))  # measured: ~0.3 s
+        hurried = ask("speak", max_tokens=8, persona="broker", deadline_ms=1000)
+        assert (await chains.answer(hurried)).source != "model"  # 8 tokens "need" ~1.1 s
+        for endpoint in pools().primary["silver"].endpoints:
+            endpoint.observed_at -= ESTIMATE_TTL_S + 1  # that measurement is now old
+        again = await chains.answer(hurried)
+    assert again.source == "model" and again.text == "steady"  # asked, and it fit after all
+    assert len(slow.requests) == 2
 
 
 async def test_a_request_the_engine_rejects_is_the_callers_error(settings: Any) -> None:
