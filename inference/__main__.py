@@ -60,10 +60,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dry_run:
         for key, value in profile.env.items():
             print(f"{key}={shlex.quote(value)}", end=" ")
-        print(shlex.join(argv))
+        print((f"nice -n {profile.nice} " if profile.nice else "") + shlex.join(argv))
         return 0
     profile.check_installed()
     env = {**profile.env, **os.environ}  # the caller's environment wins
+    if profile.nice:
+        os.nice(profile.nice)  # the engine yields the CPU to the real-time processes beside it
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process with the engine

@@ -54,6 +54,7 @@ class Profile:
     requires_executable: str | None = None
     n_threads: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    nice: int = 0
 
     @property
     def model_env_var(self) -> str:
@@ -200,6 +201,7 @@ def _parse_profile(tier: str, engine: str, table: Mapping[str, Any], source: Pat
             requires_executable=table.get("requires_executable"),
             n_threads=table.get("n_threads"),
             env={str(k): str(v) for k, v in table.get("env", {}).items()},
+            nice=int(table.get("nice", 0)),
         )
     except KeyError as exc:
         raise ProfileError(f"{where} lacks required field {exc.args[0]!r}") from None

@@ -36,6 +36,8 @@ def test_engine_becomes_healthy_and_stop_leaves_nothing_running() -> None:
         assert _port_accepts(engine.port)
         pid = engine.pid
         assert pid is not None
+        # The CPU engine runs niced below the web process it shares the cores with.
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
     finally:
         code = engine.stop(grace=10)
 
