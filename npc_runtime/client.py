@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 from npc_runtime.policies import POLICIES, Action, Intent, NpcState, choose_intent, run_policy
 from npc_runtime.protocol import (
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     ClientMessage,
     DialogueCancel,
@@ -32,6 +35,8 @@ from npc_runtime.protocol import (
     Hello,
     IntentGet,
     IntentMessage,
+    IntentsGet,
+    IntentsMessage,
     Ping,
     Pong,
     ProtocolError,
@@ -46,6 +51,10 @@ from npc_runtime.protocol import (
     parse_server_message,
     state_to_wire,
 )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 class ServerError(Exception):
@@ -192,10 +201,13 @@ class GameClient:
 
     async def send(self, message: ClientMessage) -> None:
         """Send one message as is (no answer awaited). Raises ``ConnectionError`` once closed."""
+        await self._send_text(encode(message))
+
+    async def _send_text(self, text: str) -> None:
         if self._reader.done():
             raise ConnectionError("connection closed")
         try:
-            await self.connection.send(encode(message))
+            await self.connection.send(text)
         except ConnectionClosed as exc:
             raise ConnectionError("connection closed") from exc
 
@@ -252,6 +264,45 @@ class GameClient:
                 npc_id=npc_id, state=state_to_wire(state), world=world, ref=self._next_ref()
             )
         )
+
+    async def send_states(
+        self, states: dict[str, NpcState], world: dict[str, Any] | None = None
+    ) -> None:
+        """Send many NPCs' states as ``state.batch`` frames (protocol 2): one frame per game
+        frame, split only where a frame would pass the server's size or batch limit."""
+        limit = self.welcome.max_frame_bytes if self.welcome else MAX_FRAME_BYTES
+        tail = "}" if world is None else f',"world":{_dumps(world)}}}'
+        items: list[str] = []
+        size = 0
+        for npc_id, state in states.items():
+            item = f"{_dumps(npc_id)}:{_dumps(state_to_wire(state))}"
+            if items and (size + len(item) + 64 + len(tail) > limit or len(items) >= MAX_BATCH):
+                await self._send_batch(items, tail)
+                items, size = [], 0
+            items.append(item)
+            size += len(item) + 1  # ASCII: json.dumps escapes the rest
+        if items:
+            await self._send_batch(items, tail)
+
+    async def _send_batch(self, items: list[str], tail: str) -> None:
+        ref = _dumps(self._next_ref())
+        await self._send_text(
+            f'{{"type":"state.batch","ref":{ref},"states":{{{",".join(items)}}}{tail}'
+        )
+
+    async def get_intents(
+        self, npc_ids: list[str], timeout: float | None = None
+    ) -> list[IntentMessage]:
+        """Ask for many NPCs' current intents with ``intents.get`` (protocol 2), in requests of
+        at most ``MAX_BATCH`` NPCs; the answers also refresh the local cache."""
+        out: list[IntentMessage] = []
+        for start in range(0, len(npc_ids), MAX_BATCH):
+            chunk = npc_ids[start : start + MAX_BATCH]
+            answer = await self._request(IntentsGet(npc_ids=chunk, ref=self._next_ref()), timeout)
+            if not isinstance(answer, IntentsMessage):
+                raise ProtocolError("bad_frame", f"expected intents, got {answer.type}")
+            out.extend(answer.intents)
+        return out
 
     async def get_intent(self, npc_id: str, timeout: float | None = None) -> IntentMessage:
         """Ask for ``npc_id``'s current intent (the answer also refreshes the local cache)."""
@@ -324,18 +375,25 @@ class GameClient:
 
     # ------------------------------------------------------------------ reader
 
+    def _keep_intent(self, message: IntentMessage, now: float) -> None:
+        self.intent_cache[message.npc_id] = CachedIntent(
+            intent=Intent(message.intent, message.args),
+            source=message.source,
+            expires_at=now + message.ttl_ms / 1000.0,
+        )
+        if self._pushed.full():
+            self._pushed.get_nowait()
+        self._pushed.put_nowait(message)
+        if self.on_intent is not None:
+            self.on_intent(message)
+
     def _on_message(self, message: ServerMessage) -> None:
         if isinstance(message, IntentMessage):
-            self.intent_cache[message.npc_id] = CachedIntent(
-                intent=Intent(message.intent, message.args),
-                source=message.source,
-                expires_at=self.clock() + message.ttl_ms / 1000.0,
-            )
-            if self._pushed.full():
-                self._pushed.get_nowait()
-            self._pushed.put_nowait(message)
-            if self.on_intent is not None:
-                self.on_intent(message)
+            self._keep_intent(message, self.clock())
+        elif isinstance(message, IntentsMessage):
+            now = self.clock()
+            for item in message.intents:
+                self._keep_intent(item, now)
         ref = message.ref
         if isinstance(message, DialogueToken | DialogueDone):
             stream = self._streams.get(ref)

@@ -1,4 +1,4 @@
-"""The game-client websocket protocol, version 1 (see ``docs/protocol.md``).
+"""The game-client websocket protocol, versions 1 and 2 (see ``docs/protocol.md``).
 
 One module shared by the server consumer and the Python client: message dataclasses, a fast
 hand-written validator for client frames (:func:`parse_client_message`), a tolerant one for server
@@ -7,6 +7,11 @@ every frame of every client.
 
 Client frames are strict: unknown ``type`` or unknown fields are errors. Server frames are read
 tolerantly (unknown fields ignored) so a server may add informational fields within a version.
+
+Version 2 is version 1 plus batches: ``state.batch`` (many NPCs' states in one frame),
+``intents.get`` (many NPCs' intents in one request) and its answer ``intents``. A game sends one
+frame per game frame instead of one per NPC, which is what lets one connection drive hundreds
+of NPCs at 30 Hz.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from typing import Any
 
 from npc_runtime.policies import NpcState
 
-PROTOCOL_VERSION = 1
-SUPPORTED_PROTOCOLS: frozenset[int] = frozenset({1})
+PROTOCOL_VERSION = 2
+SUPPORTED_PROTOCOLS: frozenset[int] = frozenset({1, 2})
 MAX_FRAME_BYTES = 16 * 1024
 MAX_ID_CHARS = 100
 MAX_REF_CHARS = 64
 MAX_TEXT_CHARS = 2000
 MAX_ROUTE_POINTS = 64
+MAX_BATCH = 256  # NPCs in one state.batch or intents.get
 
 INTENT_SOURCES: frozenset[str] = frozenset({"model", "cache", "prediction", "policy"})
 DIALOGUE_SOURCES: frozenset[str] = frozenset({"model", "cache", "prediction", "template", "safety"})
@@ -136,6 +142,25 @@ class IntentGet:
 
 
 @dataclass(slots=True)
+class StateBatch:
+    """Version 2: the latest state of many NPCs (``npc_id`` → state) and optional world."""
+
+    states: dict[str, dict[str, Any]]
+    world: dict[str, Any] | None = None
+    ref: Ref = None
+    type: str = dataclasses.field(default="state.batch", init=False)
+
+
+@dataclass(slots=True)
+class IntentsGet:
+    """Version 2: ask for the current intents of many NPCs; answered with one ``intents``."""
+
+    npc_ids: list[str]
+    ref: Ref = None
+    type: str = dataclasses.field(default="intents.get", init=False)
+
+
+@dataclass(slots=True)
 class DialogueSay:
     """The player says ``text`` to an NPC; the reply streams as dialogue.token … dialogue.done."""
 
@@ -164,7 +189,16 @@ class Ping:
 
 
 ClientMessage = (
-    Hello | Subscribe | Unsubscribe | StateUpdate | IntentGet | DialogueSay | DialogueCancel | Ping
+    Hello
+    | Subscribe
+    | Unsubscribe
+    | StateUpdate
+    | IntentGet
+    | StateBatch
+    | IntentsGet
+    | DialogueSay
+    | DialogueCancel
+    | Ping
 )
 
 
@@ -220,6 +254,16 @@ class IntentMessage:
 
 
 @dataclass(slots=True)
+class IntentsMessage:
+    """Version 2: the answer to ``intents.get``; each item has an ``intent`` frame's fields
+    (``npc_id``, ``intent``, ``args``, ``source``, ``generated_at``, ``ttl_ms``)."""
+
+    intents: list[IntentMessage]
+    ref: Ref = None
+    type: str = dataclasses.field(default="intents", init=False)
+
+
+@dataclass(slots=True)
 class DialogueToken:
     """One piece of a streaming reply."""
 
@@ -267,6 +311,7 @@ ServerMessage = (
     | Subscribed
     | Unsubscribed
     | IntentMessage
+    | IntentsMessage
     | DialogueToken
     | DialogueDone
     | Pong
@@ -296,7 +341,20 @@ def to_wire(message: Message) -> dict[str, Any]:
         if value is None and not (server and name in _ALWAYS):
             continue
         out[name] = value
+    if isinstance(message, IntentsMessage):
+        out["intents"] = [_intent_item(item) for item in message.intents]
     return out
+
+
+def _intent_item(item: IntentMessage) -> dict[str, Any]:
+    return {
+        "npc_id": item.npc_id,
+        "intent": item.intent,
+        "args": item.args,
+        "source": item.source,
+        "generated_at": item.generated_at,
+        "ttl_ms": item.ttl_ms,
+    }
 
 
 def encode(message: Message) -> str:
@@ -469,6 +527,52 @@ def _state_update(raw: dict[str, Any], ref: Ref) -> StateUpdate:
     return StateUpdate(npc_id=npc_id, state=state, world=world, ref=ref)
 
 
+def _state_batch(raw: dict[str, Any], ref: Ref) -> StateBatch:
+    _check_fields(raw, _F_BATCH, ref, "state.batch")
+    states = _required(raw, "states", ref)
+    if not isinstance(states, dict) or not 1 <= len(states) <= MAX_BATCH:
+        raise ProtocolError(
+            BAD_FIELD,
+            f"'states' must be an object of 1 to {MAX_BATCH} NPC ids to states",
+            ref,
+            "states",
+        )
+    for npc_id, state in states.items():
+        if not npc_id or len(npc_id) > MAX_ID_CHARS:
+            raise ProtocolError(
+                BAD_FIELD,
+                f"'states' keys must be NPC ids of 1 to {MAX_ID_CHARS} chars",
+                ref,
+                "states",
+            )
+        try:
+            _state(state, ref)
+        except ProtocolError as exc:  # name the NPC whose state is wrong
+            field = f"states.{npc_id}{(exc.field or 'state')[5:]}"
+            raise ProtocolError(exc.code, f"{npc_id}: {exc.message}", ref, field) from None
+    world = raw.get("world")
+    if world is not None and not isinstance(world, dict):
+        raise ProtocolError(BAD_FIELD, "'world' must be an object", ref, "world")
+    return StateBatch(states=states, world=world, ref=ref)
+
+
+def _intents_get(raw: dict[str, Any], ref: Ref) -> IntentsGet:
+    _check_fields(raw, _F_IDS, ref, "intents.get")
+    npc_ids = _required(raw, "npc_ids", ref)
+    if (
+        not isinstance(npc_ids, list)
+        or not 1 <= len(npc_ids) <= MAX_BATCH
+        or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID_CHARS for i in npc_ids)
+    ):
+        raise ProtocolError(
+            BAD_FIELD,
+            f"'npc_ids' must be a list of 1 to {MAX_BATCH} NPC ids",
+            ref,
+            "npc_ids",
+        )
+    return IntentsGet(npc_ids=npc_ids, ref=ref)
+
+
 def _dialogue_say(raw: dict[str, Any], ref: Ref) -> DialogueSay:
     _check_fields(raw, _F_SAY, ref, "dialogue.say")
     npc_id = _id(raw, "npc_id", ref) or ""
@@ -506,6 +610,8 @@ def _ping(raw: dict[str, Any], ref: Ref) -> Ping:
 _F_HELLO = frozenset({"protocol", "api_key"})
 _F_NPC = frozenset({"npc_id"})
 _F_STATE = frozenset({"npc_id", "state", "world"})
+_F_BATCH = frozenset({"states", "world"})
+_F_IDS = frozenset({"npc_ids"})
 _F_SAY = frozenset({"npc_id", "text", "conversation_id"})
 _F_CANCEL = frozenset({"conversation_id"})
 _F_NONE: frozenset[str] = frozenset()
@@ -516,11 +622,18 @@ _CLIENT_PARSERS: dict[str, Any] = {
     "npc.unsubscribe": _unsubscribe,
     "state.update": _state_update,
     "intent.get": _intent_get,
+    "state.batch": _state_batch,
+    "intents.get": _intents_get,
     "dialogue.say": _dialogue_say,
     "dialogue.cancel": _dialogue_cancel,
     "ping": _ping,
 }
 CLIENT_TYPES: frozenset[str] = frozenset(_CLIENT_PARSERS)
+# The client frame types of each protocol version.
+CLIENT_TYPES_BY_VERSION: dict[int, frozenset[str]] = {
+    1: CLIENT_TYPES - {"state.batch", "intents.get"},
+    2: CLIENT_TYPES,
+}
 
 _loads = json.JSONDecoder().decode
 
@@ -547,8 +660,10 @@ def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     return obj
 
 
-def parse_client_message(raw: str | bytes, max_bytes: int = MAX_FRAME_BYTES) -> ClientMessage:
-    """Validate one client frame and return its message.
+def parse_client_message(
+    raw: str | bytes, max_bytes: int = MAX_FRAME_BYTES, version: int = PROTOCOL_VERSION
+) -> ClientMessage:
+    """Validate one client frame of protocol ``version`` and return its message.
 
     Raises :class:`ProtocolError` with code ``too_large``, ``invalid_json``, ``bad_frame`` (not a
     JSON object with a string ``type``), ``unknown_type``, ``missing_field`` or ``bad_field``; the
@@ -562,6 +677,10 @@ def parse_client_message(raw: str | bytes, max_bytes: int = MAX_FRAME_BYTES) -> 
     parser = _CLIENT_PARSERS.get(kind)
     if parser is None:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", ref, "type")
+    if kind not in CLIENT_TYPES_BY_VERSION[version]:
+        raise ProtocolError(
+            UNKNOWN_TYPE, f"{kind!r} needs protocol 2 (say so in hello)", ref, "type"
+        )
     message: ClientMessage = parser(obj, ref)
     return message
 
@@ -588,6 +707,21 @@ def _s_num(obj: dict[str, Any], name: str) -> float:
     return float(value)
 
 
+def _s_intent(obj: dict[str, Any], ref: Ref) -> IntentMessage:
+    args = obj.get("args") or {}
+    if not isinstance(args, dict):
+        raise ProtocolError(BAD_FIELD, "server frame 'intent': 'args' must be an object")
+    return IntentMessage(
+        npc_id=_s_str(obj, "npc_id"),
+        intent=_s_str(obj, "intent"),
+        args=args,
+        source=_s_str(obj, "source"),
+        generated_at=_s_num(obj, "generated_at"),
+        ttl_ms=int(_s_num(obj, "ttl_ms")),
+        ref=ref,
+    )
+
+
 def parse_server_message(raw: str | bytes, max_bytes: int = 1 << 20) -> ServerMessage:
     """Read one server frame (used by the client library). Raises :class:`ProtocolError`."""
     obj = _decode(raw, max_bytes)
@@ -596,18 +730,13 @@ def parse_server_message(raw: str | bytes, max_bytes: int = 1 << 20) -> ServerMe
     if not (ref is None or isinstance(ref, str | int)):
         ref = None
     if kind == "intent":
-        args = obj.get("args") or {}
-        if not isinstance(args, dict):
-            raise ProtocolError(BAD_FIELD, "server frame 'intent': 'args' must be an object")
-        return IntentMessage(
-            npc_id=_s_str(obj, "npc_id"),
-            intent=_s_str(obj, "intent"),
-            args=args,
-            source=_s_str(obj, "source"),
-            generated_at=_s_num(obj, "generated_at"),
-            ttl_ms=int(_s_num(obj, "ttl_ms")),
-            ref=ref,
-        )
+        return _s_intent(obj, ref)
+    if kind == "intents":
+        items = obj.get("intents")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ProtocolError(BAD_FIELD, "server frame 'intents': 'intents' must be objects")
+        # Each item carries the answer's ref, so a client can tell answered intents from pushes.
+        return IntentsMessage(intents=[_s_intent(item, ref) for item in items], ref=ref)
     if kind == "dialogue.token":
         return DialogueToken(
             conversation_id=_s_str(obj, "conversation_id"), text=_s_str(obj, "text"), ref=ref
@@ -663,6 +792,7 @@ _SERVER_TYPES = (
     Subscribed,
     Unsubscribed,
     IntentMessage,
+    IntentsMessage,
     DialogueToken,
     DialogueDone,
     Pong,

@@ -1,4 +1,4 @@
-"""The game-client websocket, ``/ws/game/`` — protocol v1 (``docs/protocol.md``).
+"""The game-client websocket, ``/ws/game/`` — protocol v1 and v2 (``docs/protocol.md``).
 
 Thin transport over ``npc_runtime.protocol``: parse, call the intent store / dialogue, answer.
 A client needs the ``game`` scope (key in the handshake, or a signed-in session); anything else
@@ -26,7 +26,6 @@ from npc_runtime import protocol as p
 from npc_runtime.policies import NpcState
 from npc_runtime.protocol import ProtocolError, state_from_wire
 
-PROTOCOL_VERSION = p.PROTOCOL_VERSION
 MAX_FRAME_BYTES = p.MAX_FRAME_BYTES
 ABUSE_LIMIT = 200  # refused frames within ABUSE_WINDOW_S before the socket is closed
 ABUSE_WINDOW_S = 10.0
@@ -41,6 +40,7 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.subscribed: dict[str, NpcBrief] = {}
+        self.protocol = 1  # until a hello asks for another supported version
         self.dialogues: dict[str, asyncio.Task[None]] = {}
         self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
         self.refilled = time.monotonic()
@@ -87,14 +87,16 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._error(ProtocolError(p.BAD_FRAME, "frames must be JSON text"))
             return
         try:
-            message = p.parse_client_message(text_data, MAX_FRAME_BYTES)
+            message = p.parse_client_message(text_data, MAX_FRAME_BYTES, self.protocol)
             await self._dispatch(message)
         except ProtocolError as exc:
             await self._error(exc)
 
     async def _dispatch(self, message: p.ClientMessage) -> None:
         if isinstance(message, p.Ping):
-            await self._send(p.Pong(server_time=time.time(), ref=message.ref))
+            await self._send(
+                p.Pong(server_time=time.time(), protocol=self.protocol, ref=message.ref)
+            )
         elif isinstance(message, p.Hello):
             if message.protocol not in p.SUPPORTED_PROTOCOLS:
                 raise ProtocolError(
@@ -103,9 +105,10 @@ class GameConsumer(AsyncWebsocketConsumer):
                     message.ref,
                     "protocol",
                 )
+            self.protocol = message.protocol
             await self._send(
                 p.Welcome(
-                    protocol=PROTOCOL_VERSION,
+                    protocol=message.protocol,
                     server_time=time.time(),
                     rate_per_s=settings.BODYBROKER_WS_RATE_PER_S,
                     ref=message.ref,
@@ -119,11 +122,19 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._send(p.Unsubscribed(npc_id=message.npc_id, ref=message.ref))
         elif isinstance(message, p.StateUpdate):
             self._require_subscribed(message.npc_id, message.ref)
-            self.pending_states[message.npc_id] = self.states[message.npc_id] = message.state
-            if self.flusher is None:
-                self.flusher = asyncio.get_running_loop().create_task(self._flush_forever())
+            self._keep_states({message.npc_id: message.state})
+        elif isinstance(message, p.StateBatch):
+            for npc_id in message.states:  # all or nothing: check every NPC first
+                self._require_subscribed(npc_id, message.ref, f"states.{npc_id}")
+            self._keep_states(message.states)
         elif isinstance(message, p.IntentGet):
-            await self._send_intent(await self._brief(message.npc_id, message.ref), message.ref)
+            brief = await self._brief(message.npc_id, message.ref)
+            intent = await self._current_intent(brief)
+            await self._send_raw(dict(intent, type="intent", ref=message.ref))
+        elif isinstance(message, p.IntentsGet):
+            briefs = [await self._brief(npc_id, message.ref) for npc_id in message.npc_ids]
+            intents = [await self._current_intent(brief) for brief in briefs]
+            await self._send_raw({"type": "intents", "intents": intents, "ref": message.ref})
         elif isinstance(message, p.DialogueSay):
             await self._say(message)
         elif isinstance(message, p.DialogueCancel):
@@ -141,9 +152,15 @@ class GameConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(p.UNKNOWN_NPC, f"no active NPC {npc_id!r}", ref, "npc_id")
         return brief
 
-    def _require_subscribed(self, npc_id: str, ref: Any) -> None:
+    def _require_subscribed(self, npc_id: str, ref: Any, field: str = "npc_id") -> None:
         if npc_id not in self.subscribed:
-            raise ProtocolError(p.NOT_SUBSCRIBED, f"subscribe to {npc_id!r} first", ref, "npc_id")
+            raise ProtocolError(p.NOT_SUBSCRIBED, f"subscribe to {npc_id!r} first", ref, field)
+
+    def _keep_states(self, states: dict[str, dict[str, Any]]) -> None:
+        self.pending_states.update(states)
+        self.states.update(states)
+        if self.flusher is None:
+            self.flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
     async def _subscribe(self, message: p.Subscribe) -> None:
         brief = await self._brief(message.npc_id, message.ref)
@@ -166,14 +183,22 @@ class GameConsumer(AsyncWebsocketConsumer):
         )
         cached = await live_store().get_intent(brief.slug)
         if cached is not None:
+            self._remember_intent(cached)
             await self._send_raw(dict(cached, type="intent", ref=None))
 
-    async def _send_intent(self, brief: NpcBrief, ref: Any) -> None:
-        """Answer ``intent.get`` at once: the intent last pushed to this socket while it is
-        fresh, else the live store's, else the micro-policy's choice for the latest state."""
+    async def _current_intent(self, brief: NpcBrief) -> dict[str, Any]:
+        """The answer to ``intent.get``, at once: the NPC's current intent while it is fresh,
+        else the micro-policy's choice for its latest state.
+
+        For a subscribed NPC the socket's own copy is the current intent — every intent
+        published for the NPC is pushed here — so answering costs no Redis round trip. For
+        another NPC the live store is asked.
+        """
         local = self.intents.get(brief.slug)
         if local is not None and local[0] > time.monotonic():
             cached: dict[str, Any] | None = local[1]
+        elif brief.slug in self.subscribed:
+            cached = None
         else:
             cached = await live_store().get_intent(brief.slug)
         if cached is not None:
@@ -185,7 +210,7 @@ class GameConsumer(AsyncWebsocketConsumer):
                 wire = live.state if live else None
             state = state_from_wire(brief.slug, wire) if wire else NpcState(npc_id=brief.slug)
             intent = policy_intent(brief, state)
-        await self._send_raw(dict(intent, type="intent", ref=ref))
+        return intent
 
     async def _flush_forever(self) -> None:
         while True:
@@ -194,9 +219,8 @@ class GameConsumer(AsyncWebsocketConsumer):
 
     async def _flush_states(self) -> None:
         pending, self.pending_states = self.pending_states, {}
-        store = live_store()
-        for npc_id, state in pending.items():
-            await store.put_state(npc_id, state)
+        if pending:
+            await live_store().put_states(pending)
 
     async def _say(self, message: p.DialogueSay) -> None:
         who = await dialogue.speaker(message.npc_id)
@@ -264,9 +288,13 @@ class GameConsumer(AsyncWebsocketConsumer):
     async def npc_intent(self, event: dict[str, Any]) -> None:
         intent = event["intent"]
         if intent["npc_id"] in self.subscribed:
-            expires = time.monotonic() + intent["ttl_ms"] / 1000
-            self.intents[intent["npc_id"]] = (expires, intent)
+            self._remember_intent(intent)
             await self._send_raw(dict(intent, type="intent", ref=None))
+
+    def _remember_intent(self, intent: dict[str, Any]) -> None:
+        """Keep an NPC's current intent for its TTL from now (as clients do: server clocks of
+        the updater and this process need not agree)."""
+        self.intents[intent["npc_id"]] = (time.monotonic() + intent["ttl_ms"] / 1000, intent)
 
     # --- limits and sending -------------------------------------------------------------------
 

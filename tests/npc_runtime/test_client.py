@@ -1,4 +1,4 @@
-"""GameClient against a small in-test websockets server that speaks protocol v1."""
+"""GameClient against a small in-test websockets server that speaks protocol v2."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from npc_runtime.client import GameClient, ServerError
 from npc_runtime.policies import NpcState, choose_intent
 from npc_runtime.protocol import (
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
     DialogueCancel,
     DialogueDone,
     DialogueSay,
@@ -21,9 +23,12 @@ from npc_runtime.protocol import (
     Hello,
     IntentGet,
     IntentMessage,
+    IntentsGet,
+    IntentsMessage,
     Ping,
     Pong,
     ProtocolError,
+    StateBatch,
     StateUpdate,
     Subscribe,
     Subscribed,
@@ -39,13 +44,15 @@ REPLY = ["Stay ", "where ", "you ", "are."]
 
 
 class FakeWorld:
-    """A tiny protocol-v1 server: real sockets, real frames, scripted intents and replies."""
+    """A tiny protocol-v2 server: real sockets, real frames, scripted intents and replies."""
 
     def __init__(self) -> None:
         self.seen: list[Any] = []
         self.headers: dict[str, str] = {}
         self.cancelled = asyncio.Event()
         self.connection: ServerConnection | None = None
+        self.max_frame_bytes = MAX_FRAME_BYTES
+        self.frame_sizes: list[int] = []
 
     async def push(self, message: IntentMessage) -> None:
         assert self.connection is not None
@@ -56,8 +63,9 @@ class FakeWorld:
         assert ws.request is not None
         self.headers = dict(ws.request.headers)
         async for raw in ws:
+            self.frame_sizes.append(len(raw))
             try:
-                msg = parse_client_message(raw)
+                msg = parse_client_message(raw, self.max_frame_bytes)
             except ProtocolError as exc:
                 await ws.send(encode(exc.to_error()))
                 continue
@@ -66,7 +74,16 @@ class FakeWorld:
 
     async def answer(self, ws: ServerConnection, msg: Any) -> None:
         if isinstance(msg, Hello):
-            await ws.send(encode(Welcome(protocol=1, server_time=time.time(), ref=msg.ref)))
+            await ws.send(
+                encode(
+                    Welcome(
+                        protocol=msg.protocol,
+                        server_time=time.time(),
+                        max_frame_bytes=self.max_frame_bytes,
+                        ref=msg.ref,
+                    )
+                )
+            )
         elif isinstance(msg, Subscribe | Unsubscribe | IntentGet) and msg.npc_id not in NPCS:
             error = ProtocolError("unknown_npc", f"no NPC {msg.npc_id!r}", msg.ref, "npc_id")
             await ws.send(encode(error.to_error()))
@@ -95,6 +112,19 @@ class FakeWorld:
                     )
                 )
             )
+        elif isinstance(msg, IntentsGet):
+            intents = [
+                IntentMessage(
+                    npc_id=npc_id,
+                    intent="hide",
+                    args={},
+                    source="model",
+                    generated_at=time.time(),
+                    ttl_ms=1000,
+                )
+                for npc_id in msg.npc_ids
+            ]
+            await ws.send(encode(IntentsMessage(intents=intents, ref=msg.ref)))
         elif isinstance(msg, Ping):
             await ws.send(encode(Pong(server_time=time.time(), ref=msg.ref)))
         elif isinstance(msg, DialogueSay):
@@ -142,8 +172,8 @@ async def test_connect_sends_the_key_and_hello(world: tuple[FakeWorld, str]) -> 
     client = await GameClient.connect(url, "bb_secret")
     try:
         assert fake.headers["authorization"] == "Bearer bb_secret"
-        assert client.welcome is not None and client.welcome.protocol == 1
-        assert isinstance(fake.seen[0], Hello)
+        assert client.welcome is not None and client.welcome.protocol == 2
+        assert isinstance(fake.seen[0], Hello) and fake.seen[0].protocol == 2
         pong = await client.ping()
         assert pong.ref is not None
     finally:
@@ -275,6 +305,64 @@ async def test_state_updates_reach_the_server_and_rejections_land_in_errors(
         await client.connection.send(json.dumps({"type": "npc.explode", "ref": "zz"}))
         await _wait_for(lambda: len(client.errors) == 1)
         assert client.errors[0].code == "unknown_type" and client.errors[0].ref == "zz"
+
+
+async def test_many_states_go_in_batches_that_fit_the_servers_frame_limit(
+    world: tuple[FakeWorld, str],
+) -> None:
+    fake, url = world
+    fake.max_frame_bytes = 4096  # announced in welcome; the client must split below it
+    async with await GameClient.connect(url, "k") as client:
+        assert client.welcome is not None and client.welcome.protocol == 2
+        route = [(float(i), float(-i)) for i in range(10)]
+        states = {
+            f"npc-{i:03d}": NpcState(npc_id=f"npc-{i:03d}", x=i * 0.1, fear=0.5, route=route)
+            for i in range(300)
+        }
+        await client.send_states(states, world={"alarm": True})
+        await _wait_for(
+            lambda: sum(len(m.states) for m in fake.seen if isinstance(m, StateBatch)) == 300
+        )
+    batches = [m for m in fake.seen if isinstance(m, StateBatch)]
+    assert len(batches) > 1 and not client.errors
+    assert all(size <= 4096 for size in fake.frame_sizes)
+    assert all(batch.world == {"alarm": True} for batch in batches)
+    received = {npc: state for batch in batches for npc, state in batch.states.items()}
+    assert list(received) == list(states)  # every NPC once, in order
+    assert received["npc-007"]["pos"] == [0.7000000000000001, 0.0]
+    assert received["npc-299"]["route"][9] == [9.0, -9.0]
+
+
+async def test_small_batches_go_in_one_frame_and_never_past_the_batch_limit(
+    world: tuple[FakeWorld, str],
+) -> None:
+    fake, url = world
+    fake.max_frame_bytes = 1 << 20  # so that only the batch limit splits
+    async with await GameClient.connect(url, "k") as client:
+        await client.send_states({"a": NpcState(npc_id="a"), "b": NpcState(npc_id="b")})
+        many = {f"n{i}": NpcState(npc_id=f"n{i}") for i in range(MAX_BATCH + 5)}
+        await client.send_states(many)
+        await _wait_for(lambda: len([m for m in fake.seen if isinstance(m, StateBatch)]) == 3)
+    sizes = [len(m.states) for m in fake.seen if isinstance(m, StateBatch)]
+    assert sizes == [2, MAX_BATCH, 5]
+
+
+async def test_get_intents_asks_in_batches_and_fills_the_cache(
+    world: tuple[FakeWorld, str],
+) -> None:
+    fake, url = world
+    async with await GameClient.connect(url, "k") as client:
+        pushed: list[IntentMessage] = []
+        client.on_intent = pushed.append
+        ids = [f"n{i}" for i in range(MAX_BATCH + 1)]
+        answers = await client.get_intents(ids)
+        assert [a.npc_id for a in answers] == ids
+        asks = [m for m in fake.seen if isinstance(m, IntentsGet)]
+        assert [len(a.npc_ids) for a in asks] == [MAX_BATCH, 1]
+        cached = client.cached_intent("n3")
+        assert cached is not None and cached.intent.name == "hide" and cached.source == "model"
+        # Answers carry the request's ref, so callbacks can tell them from pushes.
+        assert len(pushed) == len(ids) and all(m.ref is not None for m in pushed)
 
 
 async def test_unsubscribe_forgets_the_npc(world: tuple[FakeWorld, str]) -> None:

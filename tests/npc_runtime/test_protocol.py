@@ -1,4 +1,5 @@
-"""Protocol v1: every documented example parses, every kind of bad frame gets its code and ref."""
+"""Protocol v1 and v2: every documented example parses, every kind of bad frame gets its code and
+ref, and the batch messages exist only in version 2."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from npc_runtime.policies import NpcState
 from npc_runtime.protocol import (
     CLIENT_TYPES,
     ERROR_CODES,
+    MAX_BATCH,
     MAX_FRAME_BYTES,
     DialogueCancel,
     DialogueDone,
@@ -23,9 +25,12 @@ from npc_runtime.protocol import (
     Hello,
     IntentGet,
     IntentMessage,
+    IntentsGet,
+    IntentsMessage,
     Ping,
     Pong,
     ProtocolError,
+    StateBatch,
     StateUpdate,
     Subscribe,
     Subscribed,
@@ -54,6 +59,7 @@ def test_docs_have_an_example_of_every_message_type() -> None:
         "npc.subscribed",
         "npc.unsubscribed",
         "intent",
+        "intents",
         "dialogue.token",
         "dialogue.done",
         "pong",
@@ -88,6 +94,9 @@ CLIENT_MESSAGES: list[Any] = [
     Unsubscribe(npc_id="n"),
     StateUpdate(npc_id="n", state={"pos": [1.0, 2.0], "fear": 0.5}, world={"a": [1]}, ref=9),
     IntentGet(npc_id="n", ref="r"),
+    StateBatch(states={"a": {"pos": [1.0, 2.0]}, "b": {"pos": [0, 0], "tick": 3}}, ref="b1"),
+    StateBatch(states={"a": {"pos": [1.0, 2.0]}}, world={"alarm": True}),
+    IntentsGet(npc_ids=["a", "b"], ref=7),
     DialogueSay(npc_id="n", text="hi there", conversation_id="c1", ref="s"),
     DialogueCancel(conversation_id="c1"),
     DialogueCancel(ref="s"),
@@ -112,6 +121,15 @@ SERVER_MESSAGES: list[Any] = [
         source="cache",
         generated_at=3.25,
         ttl_ms=2000,
+    ),
+    IntentsMessage(
+        intents=[
+            IntentMessage(
+                npc_id=npc, intent="idle", args={}, source="policy", generated_at=1.0, ttl_ms=500
+            )
+            for npc in ("a", "b")
+        ],
+        ref=None,
     ),
     DialogueToken(conversation_id="c", text="He", ref="s"),
     DialogueDone(conversation_id="c", text="Hello", source="template", cancelled=True, ref="s"),
@@ -228,6 +246,39 @@ BAD_FRAMES: list[tuple[str | bytes, str, Any, str | None]] = [
     ('{"type": "ping", "ref": {"a": 1}}', "bad_field", None, "ref"),
     ('{"type": "ping", "ref": "r", "extra": 1}', "bad_field", "r", "extra"),
     ('{"type": "intent.get", "ref": 42}', "missing_field", 42, "npc_id"),
+    ('{"type": "state.batch", "ref": "b"}', "missing_field", "b", "states"),
+    ('{"type": "state.batch", "states": {}, "ref": "b"}', "bad_field", "b", "states"),
+    ('{"type": "state.batch", "states": [], "ref": "b"}', "bad_field", "b", "states"),
+    ('{"type": "state.batch", "states": {"": {"pos": [0, 0]}}}', "bad_field", None, "states"),
+    (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0]}, "b": {}}, "ref": "b"}',
+        "missing_field",
+        "b",
+        "states.b.pos",
+    ),
+    (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0], "fear": 9}}, "ref": "b"}',
+        "bad_field",
+        "b",
+        "states.a.fear",
+    ),
+    ('{"type": "state.batch", "states": {"a": 3}, "ref": "b"}', "bad_field", "b", "states.a"),
+    (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0]}}, "world": [], "ref": "b"}',
+        "bad_field",
+        "b",
+        "world",
+    ),
+    (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0]}}, "npc_id": "a", "ref": "b"}',
+        "bad_field",
+        "b",
+        "npc_id",
+    ),
+    ('{"type": "intents.get", "ref": "g"}', "missing_field", "g", "npc_ids"),
+    ('{"type": "intents.get", "npc_ids": [], "ref": "g"}', "bad_field", "g", "npc_ids"),
+    ('{"type": "intents.get", "npc_ids": "a", "ref": "g"}', "bad_field", "g", "npc_ids"),
+    ('{"type": "intents.get", "npc_ids": ["a", 2], "ref": "g"}', "bad_field", "g", "npc_ids"),
 ]
 
 
@@ -242,6 +293,64 @@ def test_bad_frames_are_rejected_with_their_code_ref_and_field(
     assert error.code in ERROR_CODES
     frame = json.loads(encode(error.to_error()))
     assert frame["type"] == "error" and frame["code"] == code and frame["ref"] == ref
+
+
+def test_batches_are_limited_in_size() -> None:
+    states = {f"n{i}": {"pos": [0, 0]} for i in range(MAX_BATCH + 1)}
+    raw = json.dumps({"type": "state.batch", "states": states, "ref": "b"})
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw, max_bytes=1 << 20)
+    assert (caught.value.code, caught.value.field) == ("bad_field", "states")
+    ids = json.dumps({"type": "intents.get", "npc_ids": list(states), "ref": "g"})
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(ids)
+    assert (caught.value.code, caught.value.field) == ("bad_field", "npc_ids")
+    del states["n0"]
+    batch = parse_client_message(json.dumps({"type": "state.batch", "states": states}))
+    assert isinstance(batch, StateBatch) and len(batch.states) == MAX_BATCH
+
+
+def test_batch_messages_need_protocol_2() -> None:
+    for raw in (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0]}}, "ref": "b"}',
+        '{"type": "intents.get", "npc_ids": ["a"], "ref": "b"}',
+    ):
+        with pytest.raises(ProtocolError) as caught:
+            parse_client_message(raw, version=1)
+        assert (caught.value.code, caught.value.ref, caught.value.field) == (
+            "unknown_type",
+            "b",
+            "type",
+        )
+        assert parse_client_message(raw, version=2).ref == "b"
+    # Everything of version 1 is still version 2.
+    for message in CLIENT_MESSAGES:
+        if message.type not in ("state.batch", "intents.get"):
+            assert parse_client_message(encode(message), version=1) == message
+
+
+def test_items_of_an_intents_answer_carry_its_ref() -> None:
+    raw = json.dumps(
+        {
+            "type": "intents",
+            "intents": [
+                {
+                    "npc_id": "a",
+                    "intent": "hide",
+                    "args": {},
+                    "source": "cache",
+                    "generated_at": 1,
+                    "ttl_ms": 9,
+                }
+            ],
+            "ref": "g1",
+        }
+    )
+    answer = parse_server_message(raw)
+    assert isinstance(answer, IntentsMessage)
+    assert [(item.npc_id, item.ref) for item in answer.intents] == [("a", "g1")]
+    with pytest.raises(ProtocolError):
+        parse_server_message('{"type": "intents", "intents": [1], "ref": null}')
 
 
 def test_frames_over_the_size_limit_are_too_large() -> None:

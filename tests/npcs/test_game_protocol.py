@@ -109,6 +109,92 @@ async def test_unknown_npcs_and_unsubscribed_state_are_errors_and_the_socket_liv
     await ws.disconnect()
 
 
+async def mourner() -> None:
+    await sync_to_async(npc_create)(
+        slug="mourner",
+        fields={
+            "name": "The Mourner",
+            "archetype": "civilian",
+            "micro_policy": "civilian",
+            "safety_lines": ["She only weeps."],
+        },
+    )
+
+
+async def test_protocol_2_sends_many_states_and_asks_many_intents_in_one_frame(
+    make_key: Callable[..., str],
+) -> None:
+    await watchman()
+    await mourner()
+    ws = await connect(make_key)
+    await send(ws, type="hello", protocol=2, ref="h")
+    assert (await receive(ws))["protocol"] == 2
+    for npc in ("pell", "mourner"):
+        await send(ws, type="npc.subscribe", npc_id=npc)
+        await receive(ws)
+    calm = {"pos": [1, 1], "fear": 0.0, "player": {"pos": [40, 40], "visible": False}}
+    await send(ws, type="state.batch", states={"pell": STATE, "mourner": calm}, ref="b")
+    await send(ws, type="intents.get", npc_ids=["mourner", "pell"], ref="g")
+    answer = await receive(ws)
+    assert (answer["type"], answer["ref"]) == ("intents", "g")
+    assert [item["npc_id"] for item in answer["intents"]] == ["mourner", "pell"]
+    assert {item["source"] for item in answer["intents"]} == {"policy"}
+    # The policy answers from the batch's states: the guard sees a player 5 m away.
+    assert answer["intents"][1]["intent"] in {"investigate", "approach_player", "attack"}
+    # Both states reach the live store, where the intent updater reads them.
+    for _ in range(100):
+        if await live_store().get_state("mourner") is not None:
+            break
+        await asyncio.sleep(0.02)
+    pell, mourning = await live_store().get_states(["pell", "mourner"])
+    assert pell is not None and pell.state == STATE
+    assert mourning is not None and mourning.state == calm
+    await ws.disconnect()
+
+
+async def test_a_batch_with_one_bad_npc_keeps_nothing_and_names_it(
+    make_key: Callable[..., str],
+) -> None:
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="hello", protocol=2)
+    await receive(ws)
+    await send(ws, type="npc.subscribe", npc_id="pell")
+    await receive(ws)
+    await send(ws, type="state.batch", states={"pell": STATE, "ghost": STATE}, ref=3)
+    error = await receive(ws)
+    assert (error["code"], error["ref"], error["field"]) == ("not_subscribed", 3, "states.ghost")
+    bad = {"pell": STATE, "mourner": {"pos": [0, 0], "fear": 3}}
+    await send(ws, type="state.batch", states=bad, ref=4)
+    error = await receive(ws)
+    assert (error["code"], error["field"]) == ("bad_field", "states.mourner.fear")
+    await send(ws, type="intents.get", npc_ids=["pell", "ghost"], ref=5)
+    error = await receive(ws)
+    assert (error["code"], error["ref"]) == ("unknown_npc", 5)
+    await asyncio.sleep(0.25)  # past a state flush: nothing of the refused batches was kept
+    assert await live_store().get_state("pell") is None
+    await send(ws, type="ping", ref=6)
+    assert (await receive(ws))["type"] == "pong"
+    await ws.disconnect()
+
+
+async def test_batches_need_a_protocol_2_hello(make_key: Callable[..., str]) -> None:
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="intents.get", npc_ids=["pell"], ref="early")
+    error = await receive(ws)
+    assert (error["code"], error["ref"], error["field"]) == ("unknown_type", "early", "type")
+    await send(ws, type="hello", protocol=1)
+    assert (await receive(ws))["protocol"] == 1
+    await send(ws, type="state.batch", states={"pell": STATE})
+    assert (await receive(ws))["code"] == "unknown_type"
+    await send(ws, type="hello", protocol=2)
+    await receive(ws)
+    await send(ws, type="intents.get", npc_ids=["pell"], ref="late")
+    assert (await receive(ws))["type"] == "intents"
+    await ws.disconnect()
+
+
 async def test_with_every_engine_down_npcs_keep_getting_policy_intents(
     make_key: Callable[..., str], settings: Any
 ) -> None:
