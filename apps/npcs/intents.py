@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -23,6 +23,9 @@ from apps.router import chains
 from apps.router.contracts import Answer, InferenceRequest
 from apps.router.policy import RouteDecision
 from npc_runtime.policies import Intent, NpcState, allowed_names, choose_intent, intent_args
+
+if TYPE_CHECKING:
+    from apps.npcs.models import Npc
 
 # What each chain link is called on the wire (protocol ``intent.source``).
 WIRE_SOURCE = {
@@ -49,15 +52,9 @@ class NpcBrief:
     max_tokens: int
 
 
-def _read_brief(slug: str) -> NpcBrief | None:
-    from django.db import close_old_connections
+def _brief_of(npc: Npc) -> NpcBrief:
+    from apps.npcs.selectors import npc_prompt
 
-    from apps.npcs.selectors import npc_get, npc_prompt
-
-    close_old_connections()  # a worker thread's connection may have gone stale
-    npc = npc_get(slug=slug)
-    if npc is None or not npc.active:
-        return None
     raw = tuple(dict(item) for item in npc.allowed_intents)
     return NpcBrief(
         slug=npc.slug,
@@ -71,19 +68,45 @@ def _read_brief(slug: str) -> NpcBrief | None:
     )
 
 
+def _read_briefs(slugs: list[str]) -> dict[str, NpcBrief | None]:
+    """The briefs of ``slugs`` in one query (``None`` for unknown or inactive NPCs)."""
+    from django.db import close_old_connections
+
+    from apps.npcs.selectors import npcs_list
+
+    close_old_connections()  # a worker thread's connection may have gone stale
+    found: dict[str, NpcBrief | None] = dict.fromkeys(slugs)
+    for npc in npcs_list(active=True).filter(slug__in=slugs):
+        found[npc.slug] = _brief_of(npc)
+    return found
+
+
 _briefs: dict[str, tuple[float, NpcBrief | None]] = {}
 BRIEF_TTL_S = 5.0
 
 
 async def npc_brief(slug: str) -> NpcBrief | None:
     """The NPC's brief, re-read from the database at most every few seconds."""
+    return (await npc_briefs([slug]))[slug]
+
+
+async def npc_briefs(slugs: list[str]) -> dict[str, NpcBrief | None]:
+    """The briefs of many NPCs; those not read in the last few seconds in one query."""
     now = time.monotonic()
-    hit = _briefs.get(slug)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    brief = await sync_to_async(_read_brief, thread_sensitive=False)(slug)
-    _briefs[slug] = (now + BRIEF_TTL_S, brief)
-    return brief
+    out: dict[str, NpcBrief | None] = {}
+    stale: list[str] = []
+    for slug in slugs:
+        hit = _briefs.get(slug)
+        if hit is not None and hit[0] > now:
+            out[slug] = hit[1]
+        else:
+            stale.append(slug)
+    if stale:
+        read = await sync_to_async(_read_briefs, thread_sensitive=False)(stale)
+        for slug, brief in read.items():
+            _briefs[slug] = (now + BRIEF_TTL_S, brief)
+            out[slug] = brief
+    return out
 
 
 def forget_briefs() -> None:
@@ -113,6 +136,8 @@ def intent_request(brief: NpcBrief, state: NpcState, fallback: Intent) -> Infere
             {"role": "user", "content": describe(state)},
         ],
         sla="real-time",
+        # An intent later than its TTL is worth nothing: the chain falls back before that.
+        deadline_ms=settings.BODYBROKER_INTENT_TTL_MS,
         max_tokens=brief.max_tokens,
         temperature=0.3,
         response_format={

@@ -30,13 +30,19 @@ class LiveState:
 class LiveStore(Protocol):
     async def put_state(self, npc_id: str, state: dict[str, Any]) -> int: ...
 
+    async def put_states(self, states: dict[str, dict[str, Any]]) -> None: ...
+
     async def get_state(self, npc_id: str) -> LiveState | None: ...
+
+    async def get_states(self, npc_ids: list[str]) -> list[LiveState | None]: ...
 
     async def touch(self, npc_id: str) -> None: ...
 
     async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]: ...
 
     async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None: ...
+
+    async def put_intents(self, intents: list[dict[str, Any]]) -> None: ...
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None: ...
 
@@ -63,8 +69,15 @@ class LocalLiveStore:
         self.seen[npc_id] = time.monotonic()
         return version
 
+    async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
+        for npc_id, state in states.items():
+            await self.put_state(npc_id, state)
+
     async def get_state(self, npc_id: str) -> LiveState | None:
         return self.states.get(npc_id)
+
+    async def get_states(self, npc_ids: list[str]) -> list[LiveState | None]:
+        return [self.states.get(npc_id) for npc_id in npc_ids]
 
     async def touch(self, npc_id: str) -> None:
         self.seen[npc_id] = time.monotonic()
@@ -75,6 +88,11 @@ class LocalLiveStore:
 
     async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
         self.intents[npc_id] = (time.monotonic() + ttl_ms / 1000, intent)
+
+    async def put_intents(self, intents: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        for intent in intents:
+            self.intents[intent["npc_id"]] = (now + intent["ttl_ms"] / 1000, intent)
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
         return _fresh(self.intents.get(npc_id))
@@ -118,11 +136,33 @@ class RedisLiveStore:
             version, *_ = await pipe.execute()
         return int(version)
 
+    async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
+        """Many states in one round trip (each key's version bump and value stay together)."""
+        now = time.time()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for npc_id, state in states.items():
+                key = f"{self._p}:state:{npc_id}"
+                pipe.hincrby(key, "version", 1)
+                pipe.hset(key, "state", json.dumps(state))
+                pipe.expire(key, 3600)
+            pipe.zadd(f"{self._p}:active", dict.fromkeys(states, now))
+            await pipe.execute()
+
     async def get_state(self, npc_id: str) -> LiveState | None:
         raw = await self._redis.hmget(f"{self._p}:state:{npc_id}", "state", "version")
         if raw[0] is None:
             return None
         return LiveState(json.loads(raw[0]), int(raw[1] or 0))
+
+    async def get_states(self, npc_ids: list[str]) -> list[LiveState | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for npc_id in npc_ids:
+                pipe.hmget(f"{self._p}:state:{npc_id}", "state", "version")
+            rows = await pipe.execute()
+        return [
+            None if row[0] is None else LiveState(json.loads(row[0]), int(row[1] or 0))
+            for row in rows
+        ]
 
     async def touch(self, npc_id: str) -> None:
         await self._redis.zadd(f"{self._p}:active", {npc_id: time.time()})
@@ -133,6 +173,13 @@ class RedisLiveStore:
 
     async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
         await self._redis.set(f"{self._p}:intent:{npc_id}", json.dumps(intent), px=ttl_ms)
+
+    async def put_intents(self, intents: list[dict[str, Any]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for intent in intents:
+                key = f"{self._p}:intent:{intent['npc_id']}"
+                pipe.set(key, json.dumps(intent), px=intent["ttl_ms"])
+            await pipe.execute()
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(f"{self._p}:intent:{npc_id}")

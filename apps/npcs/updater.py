@@ -1,11 +1,22 @@
 """The intent updater: refreshes the intent of every watched NPC at 1–2 Hz without ever queueing.
 
-For each NPC a game client subscribed to in the last few seconds (and that belongs to this
-shard), at most one Gold request is in flight. An NPC is asked again only when its state
-changed since the last ask; if the state is unchanged the last intent is re-published (source
-``cache``) so clients keep a fresh one. The interval per NPC is ``1 / intent_hz``, stretched to
-twice the last answer's latency when Gold is slow — the rate adapts instead of building a queue.
-Intents are written to the live store (TTL 2 s) and pushed to the NPC's channel-layer group.
+Two clocks per NPC a game client subscribed to in the last few seconds (and that belongs to this
+shard):
+
+- **Gold asks.** Whenever a Gold slot is free, it goes to the NPC whose last model answer is
+  oldest among those whose state changed since they were last asked — every NPC gets its turn.
+  At most ``model_slots`` asks are in flight (what the Gold endpoints serve without queueing,
+  split between shards), at most one per NPC, and an NPC is not asked again sooner than
+  ``1 / intent_hz`` nor sooner than twice its last answer's latency. The answer is published
+  at once (``model``, or whichever link of the Gold chain answered).
+- **Publishing.** Every ``1 / intent_hz`` seconds an NPC with no ask in flight gets an intent
+  at once, without a model: the last answer again if its state is unchanged (``cache``); else
+  its last model intent if younger than ``CACHE_MAX_AGE_S`` and still applicable to the new
+  state (``cache``); else its micro-policy's choice (``policy``).
+
+So when Gold is slower than the NPCs need, the model's share of intents shrinks instead of a
+queue growing, and every NPC still gets a valid intent each interval. Intents are written to
+the live store (TTL 2 s) and pushed to the NPC's channel-layer group.
 
 Production: ``python manage.py run_intents --shard i --shards n`` per shard, sharing Redis with
 the web processes. Embedded default: the web process runs one updater itself
@@ -26,11 +37,11 @@ from django.conf import settings
 from prometheus_client import Counter, Histogram
 
 from apps.npcs import dialogue
-from apps.npcs.intents import NpcBrief, decide_intent, npc_brief
-from apps.npcs.live import LiveState, live_store, npc_group
+from apps.npcs.intents import NpcBrief, decide_intent, npc_briefs, policy_intent
+from apps.npcs.live import LiveState, LiveStore, live_store, npc_group
 from apps.npcs.prediction import likely_lines, predict
 from apps.router.metrics import REGISTRY
-from npc_runtime.policies import NpcState
+from npc_runtime.policies import NpcState, intent_args
 from npc_runtime.protocol import state_from_wire
 
 logger = logging.getLogger(__name__)
@@ -44,21 +55,51 @@ INTENT_SECONDS = Histogram(
 
 
 MAX_PREDICTIONS_IN_FLIGHT = 2
+CACHE_MAX_AGE_S = 10.0  # a model intent older than this is not reused for a changed state
+ASK_READ_CHUNK = 16  # states read at a time while looking for NPCs to ask Gold about
 
 
 def shard_of(npc_id: str, shards: int) -> int:
     return zlib.crc32(npc_id.encode()) % shards
 
 
+def default_model_slots(shards: int = 1) -> int:
+    """How many Gold asks keep every Gold endpoint busy without queueing in it, per shard.
+
+    A GPU engine (TensorRT-LLM, vLLM) batches: the tier's real-time slots per endpoint. The CPU
+    engine (llama.cpp's server) answers one request at a time, and a second one only waits in
+    it — past its deadline, where the engine still spends the time — so: one per endpoint.
+    """
+    if settings.BODYBROKER_INTENT_MODEL_SLOTS:
+        return int(settings.BODYBROKER_INTENT_MODEL_SLOTS)
+    gold = settings.BODYBROKER_TIERS["gold"]
+    endpoints = max(1, len(gold["urls"]))
+    per_endpoint = (
+        1 if gold.get("engine", "cpu") == "cpu" else settings.BODYBROKER_REALTIME_CONCURRENCY
+    )
+    return max(1, per_endpoint * endpoints // shards)
+
+
 class IntentUpdater:
-    def __init__(self, *, shard: int = 0, shards: int = 1, tick_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        shard: int = 0,
+        shards: int = 1,
+        tick_s: float = 0.05,
+        model_slots: int | None = None,
+    ) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         self.shard, self.shards, self.tick_s = shard, shards, tick_s
+        self.model_slots = model_slots or default_model_slots(shards)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.asked_version: dict[str, int] = {}
-        self.next_due: dict[str, float] = {}
-        self.last_intent: dict[str, dict[str, Any]] = {}
+        self.ask_due: dict[str, float] = {}  # earliest next Gold ask per NPC
+        self.publish_due: dict[str, float] = {}  # when each NPC needs its next intent
+        self.last_intent: dict[str, dict[str, Any]] = {}  # the Gold chain's last answer
+        self.last_model: dict[str, dict[str, Any]] = {}  # its last answer from a model
+        self.model_at: dict[str, float] = {}  # when each NPC's last model ask started
         self.states: dict[str, NpcState] = {}
         self.predicting: dict[str, asyncio.Task[None]] = {}
 
@@ -66,26 +107,88 @@ class IntentUpdater:
         return self.shards == 1 or shard_of(npc_id, self.shards) == self.shard
 
     async def tick(self) -> int:
-        """One pass over the watched NPCs; returns how many refreshes it started."""
+        """One pass over the watched NPCs; returns how many intents it published or started.
+
+        First the free Gold slots go to the NPCs waiting longest for a model answer (whatever
+        they were last published), then every NPC whose interval is over and that has no ask
+        in flight gets an intent at once.
+        """
         store = live_store()
         now = time.monotonic()
+        watched = [
+            npc_id
+            for npc_id in await store.active()
+            if npc_id not in self.in_flight and self.owns(npc_id)
+        ]
+        started = await self._start_asks(store, watched, now)
+        return started + await self._publish_due(store, watched, now)
+
+    async def _start_asks(self, store: LiveStore, watched: list[str], now: float) -> int:
+        free = self.model_slots - len(self.in_flight)
+        if free <= 0:
+            return 0
+        waiting = sorted(
+            (npc_id for npc_id in watched if now >= self.ask_due.get(npc_id, 0.0)),
+            key=lambda npc_id: self.model_at.get(npc_id, 0.0),
+        )
         started = 0
-        for npc_id in await store.active():
-            if npc_id in self.in_flight or not self.owns(npc_id):
-                continue
-            if now < self.next_due.get(npc_id, 0.0):
-                continue
-            live = await store.get_state(npc_id)
-            if live is None:
-                continue
-            brief = await npc_brief(npc_id)
-            if brief is None:
-                continue
-            task = asyncio.get_running_loop().create_task(self._refresh(brief, live))
-            self.in_flight[npc_id] = task
-            task.add_done_callback(self._landed)
-            started += 1
+        for at in range(0, len(waiting), ASK_READ_CHUNK):
+            chunk = waiting[at : at + ASK_READ_CHUNK]
+            briefs = await npc_briefs(chunk)
+            for npc_id, live in zip(chunk, await store.get_states(chunk), strict=True):
+                brief = briefs[npc_id]
+                if live is None or brief is None:
+                    continue
+                if live.version == self.asked_version.get(npc_id):
+                    # Unchanged since the last ask: look again in one interval, not every tick.
+                    self.ask_due[npc_id] = now + 1.0 / brief.hz
+                    continue
+                task = asyncio.get_running_loop().create_task(self._refresh(brief, live))
+                self.in_flight[npc_id] = task
+                task.add_done_callback(self._landed)
+                started += 1
+                if started == free:
+                    return started
         return started
+
+    async def _publish_due(self, store: LiveStore, watched: list[str], now: float) -> int:
+        due = [
+            npc_id
+            for npc_id in watched
+            if npc_id not in self.in_flight and now >= self.publish_due.get(npc_id, 0.0)
+        ]
+        if not due:
+            return 0
+        briefs = await npc_briefs(due)
+        out: list[tuple[NpcBrief, dict[str, Any]]] = []
+        for npc_id, live in zip(due, await store.get_states(due), strict=True):
+            brief = briefs[npc_id]
+            if live is None or brief is None:
+                continue
+            last = self.last_intent.get(npc_id)
+            if last is not None and live.version == self.asked_version.get(npc_id):
+                source = "cache" if last["source"] in ("model", "cache") else last["source"]
+                out.append((brief, dict(last, source=source, generated_at=time.time())))
+            else:
+                out.append((brief, self._without_model(brief, live)))
+        if out:
+            await publish_many([intent for _brief, intent in out])
+            for brief, _intent in out:
+                self.publish_due[brief.slug] = now + 1.0 / brief.hz
+                await self._maybe_predict(brief.slug, brief)
+        return len(out)
+
+    def _without_model(self, brief: NpcBrief, live: LiveState) -> dict[str, Any]:
+        """The intent for a changed state when no Gold slot is free: the NPC's recent model
+        intent re-aimed at the new state (``cache``), else its micro-policy's (``policy``)."""
+        slug = brief.slug
+        state = self.states[slug] = state_from_wire(slug, live.state, into=self.states.get(slug))
+        last = self.last_model.get(slug)
+        if last is not None and time.time() - last["generated_at"] < CACHE_MAX_AGE_S:
+            args = intent_args(last["intent"], state)
+            if args is not None:
+                return dict(last, args=args, source="cache", generated_at=time.time())
+        return policy_intent(brief, state)
 
     def _landed(self, task: asyncio.Task[None]) -> None:
         for npc_id, running in list(self.in_flight.items()):
@@ -95,23 +198,24 @@ class IntentUpdater:
     async def _refresh(self, brief: NpcBrief, live: LiveState) -> None:
         slug = brief.slug
         began = time.monotonic()
+        self.model_at[slug] = began
         try:
-            if live.version == self.asked_version.get(slug) and slug in self.last_intent:
-                intent = dict(self.last_intent[slug], source="cache", generated_at=time.time())
-            else:
-                state = state_from_wire(slug, live.state, into=self.states.get(slug))
-                self.states[slug] = state
-                with INTENT_SECONDS.time():
-                    intent = await decide_intent(brief, state)
-                self.asked_version[slug] = live.version
-                self.last_intent[slug] = intent
+            state = state_from_wire(slug, live.state, into=self.states.get(slug))
+            self.states[slug] = state
+            with INTENT_SECONDS.time():
+                intent = await decide_intent(brief, state)
+            self.asked_version[slug] = live.version
+            self.last_intent[slug] = intent
+            if intent["source"] == "model":
+                self.last_model[slug] = intent
             await publish(intent)
             await self._maybe_predict(slug, brief)
         except Exception:  # one NPC's failure must not stop the loop; the next tick retries
             logger.exception("refreshing the intent of %s failed", slug)
         finally:
             elapsed = time.monotonic() - began
-            self.next_due[slug] = began + max(1.0 / brief.hz, 2 * elapsed)
+            self.ask_due[slug] = began + max(1.0 / brief.hz, 2 * elapsed)
+            self.publish_due[slug] = time.monotonic() + 1.0 / brief.hz
 
     async def _maybe_predict(self, slug: str, brief: NpcBrief) -> None:
         """Start precomputing a reply when the player is about to talk to the NPC."""
@@ -150,13 +254,19 @@ class IntentUpdater:
 
 async def publish(intent: dict[str, Any]) -> None:
     """Write an intent to the live store and push it to the NPC's subscribers."""
-    INTENTS.labels(intent["source"]).inc()
-    await live_store().put_intent(intent["npc_id"], intent, intent["ttl_ms"])
+    await publish_many([intent])
+
+
+async def publish_many(intents: list[dict[str, Any]]) -> None:
+    """Write intents to the live store (one round trip) and push each to its subscribers."""
+    await live_store().put_intents(intents)
     layer = get_channel_layer()
-    if layer is not None:
-        await layer.group_send(
-            npc_group(intent["npc_id"]), {"type": "npc.intent", "intent": intent}
-        )
+    for intent in intents:
+        INTENTS.labels(intent["source"]).inc()
+        if layer is not None:
+            await layer.group_send(
+                npc_group(intent["npc_id"]), {"type": "npc.intent", "intent": intent}
+            )
 
 
 _in_process: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (

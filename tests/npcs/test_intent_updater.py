@@ -1,0 +1,163 @@
+"""The intent updater under load: Gold slots are capped, every NPC still gets an intent each
+interval, model turns go to the NPCs that waited longest, unchanged states are not re-asked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from apps.npcs import intents
+from apps.npcs.live import live_store
+from apps.npcs.services import npc_create
+from apps.npcs.updater import IntentUpdater
+from tests.support.scripted_engine import ScriptedEngine, completion
+
+pytestmark = pytest.mark.django_db(transaction=True)
+NPCS = [f"guard-{i}" for i in range(5)]
+QUIET = {"pos": [0, 0], "fear": 0.1, "player": {"pos": [30, 30], "visible": False}}
+
+
+@pytest.fixture
+async def slow_gold(settings: Any) -> AsyncIterator[ScriptedEngine]:
+    """A Gold engine that takes 0.3 s to answer "talk"; no other tier answers."""
+    await live_store().clear()
+    intents.forget_briefs()
+    for slug in NPCS:
+        await sync_to_async(npc_create)(
+            slug=slug,
+            fields={
+                "name": slug,
+                "archetype": "guard",
+                "micro_policy": "guard",
+                "safety_lines": ["Move along."],
+            },
+        )
+    async with ScriptedEngine(completion('"talk"', delay_s=0.3)) as gold:
+        settings.BODYBROKER_TIERS = {
+            "gold": {"urls": [gold.base_url], "model": "gold", "fallback_urls": []},
+            "silver": {"urls": [], "model": "silver", "fallback_urls": []},
+            "bronze": {"urls": [], "model": "bronze", "fallback_urls": []},
+        }
+        yield gold
+    await live_store().clear()
+
+
+async def move_all(fear: float) -> None:
+    store = live_store()
+    for slug in NPCS:
+        await store.put_state(slug, dict(QUIET, fear=fear))
+
+
+async def published() -> dict[str, dict[str, Any]]:
+    store = live_store()
+    found = {slug: await store.get_intent(slug) for slug in NPCS}
+    return {slug: intent for slug, intent in found.items() if intent is not None}
+
+
+async def settle(updater: IntentUpdater) -> None:
+    await asyncio.gather(*updater.in_flight.values())
+
+
+def due_now(updater: IntentUpdater) -> None:
+    updater.ask_due.clear()
+    updater.publish_due.clear()
+
+
+async def test_past_the_gold_slots_every_npc_gets_an_intent_at_once(
+    slow_gold: ScriptedEngine,
+) -> None:
+    updater = IntentUpdater(model_slots=1)
+    await move_all(0.1)
+    assert await updater.tick() == len(NPCS)
+    assert len(updater.in_flight) == 1  # one Gold ask, not five queued
+    (asked,) = updater.in_flight
+    now = await published()
+    assert set(now) == set(NPCS) - {asked}
+    assert {intent["source"] for intent in now.values()} == {"policy"}
+    await settle(updater)
+    answer = (await published())[asked]
+    assert (answer["intent"], answer["source"]) == ("talk", "model")
+    assert len(slow_gold.requests) == 1
+
+
+async def test_model_turns_go_to_the_npcs_that_waited_longest(slow_gold: ScriptedEngine) -> None:
+    updater = IntentUpdater(model_slots=1)
+    asked: list[str] = []
+    for round_ in range(len(NPCS)):
+        await move_all(round_ / 10)
+        due_now(updater)
+        await updater.tick()
+        asked.extend(updater.in_flight)
+        await settle(updater)
+    assert sorted(asked) == sorted(NPCS)  # each NPC once before any is asked twice
+    assert {intent["source"] for intent in (await published()).values()} <= {"model", "cache"}
+
+
+async def test_an_unchanged_state_is_not_asked_again(slow_gold: ScriptedEngine) -> None:
+    updater = IntentUpdater(model_slots=len(NPCS))
+    await move_all(0.1)
+    await updater.tick()
+    await settle(updater)
+    assert len(slow_gold.requests) == len(NPCS)
+    due_now(updater)
+    assert await updater.tick() == len(NPCS)
+    assert not updater.in_flight and len(slow_gold.requests) == len(NPCS)
+    again = await published()
+    assert {(i["intent"], i["source"]) for i in again.values()} == {("talk", "cache")}
+
+
+async def test_a_recent_model_intent_is_reused_when_no_slot_is_free(
+    slow_gold: ScriptedEngine,
+) -> None:
+    updater = IntentUpdater(model_slots=1)
+    await move_all(0.1)
+    await updater.tick()
+    (first,) = updater.in_flight
+    await settle(updater)
+    await move_all(0.2)  # every state changed; the one slot goes to an NPC never asked
+    due_now(updater)
+    await updater.tick()
+    assert first not in updater.in_flight
+    reused = (await published())[first]
+    assert (reused["intent"], reused["source"]) == ("talk", "cache")
+    await settle(updater)
+
+
+async def test_with_gold_down_intents_come_from_the_policy_at_the_npcs_rate(
+    settings: Any,
+) -> None:
+    await live_store().clear()
+    intents.forget_briefs()
+    await sync_to_async(npc_create)(
+        slug="lone",
+        fields={"name": "Lone", "archetype": "guard", "intent_hz": 2.0, "safety_lines": ["No."]},
+    )
+    settings.BODYBROKER_TIERS = {
+        tier: {"urls": ["http://127.0.0.1:9"], "model": tier, "fallback_urls": []}
+        for tier in ("gold", "silver", "bronze")
+    }
+    settings.BODYBROKER_ENGINE_TIMEOUTS = {"connect": 0.3, "first_token": 1, "total": 2}
+    updater = IntentUpdater()
+    stop = asyncio.Event()
+    store = live_store()
+    await store.put_state("lone", QUIET)
+    seen: list[float] = []
+    loop = asyncio.create_task(updater.run(stop))
+    try:
+        for tick in range(60):  # 1.2 s, the state changing every 20 ms
+            await store.put_state("lone", dict(QUIET, fear=(tick % 10) / 10))
+            intent = await store.get_intent("lone")
+            if intent is not None and (not seen or intent["generated_at"] != seen[-1]):
+                assert intent["source"] == "policy"
+                seen.append(intent["generated_at"])
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await loop
+    # 2 Hz over 1.2 s: three intents, not one per state change
+    assert 2 <= len(seen) <= 4
+    await store.clear()
