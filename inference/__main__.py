@@ -54,6 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _lower_priority(nice: int) -> None:
+    """Run the engine ``nice`` steps below the caller, so it yields the CPU to the real-time
+    processes beside it.
+
+    With Linux's autogroup scheduling (on by default on desktops and many servers) the
+    scheduler first shares the CPU fairly between sessions, and a process's own nice value
+    only counts inside its session. An engine started in a session of its own (as
+    ``EngineProcess`` does) therefore also sets its session's nice value, where there is one.
+    """
+    os.nice(nice)
+    try:
+        with open("/proc/self/autogroup", "w", encoding="ascii") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:  # no autogroup scheduling here, or not allowed: the process nice stands
+        pass
+
+
 def _serve(args: argparse.Namespace) -> int:
     profile = load_profiles().get(args.tier, args.engine)
     argv = profile.command(args.host, args.port, args.model, n_threads=args.n_threads)
@@ -65,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     profile.check_installed()
     env = {**profile.env, **os.environ}  # the caller's environment wins
     if profile.nice:
-        os.nice(profile.nice)  # the engine yields the CPU to the real-time processes beside it
+        _lower_priority(profile.nice)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process with the engine
