@@ -2,13 +2,15 @@
 
 ``make bench-npcs`` runs it. It starts the real processes — both CPU engines, the ASGI web
 server, and the intent updater (``run_intents``) on Redis — creates N NPCs, then connects K game
-clients that subscribe to them, send ``state.update`` at ``--hz`` per NPC and an ``intent.get``
-for each NPC every ``--get-every`` frames, and measures:
+clients (``npc_runtime.client.GameClient``, protocol 2) that subscribe to them. Each game frame
+(``--hz``) a client sends every NPC's state in one ``state.batch`` and, every ``--get-every``
+frames, asks every NPC's intent in one ``intents.get``. It measures:
 
-- ``intent.get`` round trip (send → the answer with the same ``ref``), p50/p99;
+- ``intents.get`` round trip (send → the answer with the same ``ref``), p50/p99;
 - intent push delay (``generated_at`` on the server → received), p50/p99;
-- freshness: the share of NPCs whose pushed intent never got older than 2 s;
-- messages per second, and the web process's CPU per 1,000 messages;
+- freshness: the share of NPCs that never went 2 s without a pushed intent, and the share that
+  never went 2 s without a *model* intent (how many NPCs the Gold engine keeps up with);
+- frames and per-NPC messages per second, and the web process's CPU per 1,000 of each;
 - errors and dropped connections; dialogue time to first token;
 - with ``--outage``: the engines are killed halfway and every NPC must keep receiving intents
   (``policy``/``cache``) with no error frame.
@@ -32,17 +34,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import websockets
-
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
 from inference.process import EngineProcess, free_port  # noqa: E402
+from npc_runtime.client import GameClient, ServerError  # noqa: E402
+from npc_runtime.policies import NpcState  # noqa: E402
+from npc_runtime.protocol import IntentMessage, to_wire  # noqa: E402
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a running process (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -54,87 +61,109 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 class Client:
+    """One game client on the real client library (protocol 2): per game frame one
+    ``state.batch`` for all its NPCs and, every ``get_every`` frames, one ``intents.get``."""
+
     def __init__(self, url: str, key: str, npcs: list[str], hz: float, get_every: int) -> None:
         self.url, self.key, self.npcs, self.hz, self.get_every = url, key, npcs, hz, get_every
-        self.sent_at: dict[str, float] = {}
         self.rtt_ms: list[float] = []
         self.push_ms: list[float] = []
         self.last_push: dict[str, float] = {}
         self.max_gap: dict[str, float] = {}
+        self.last_model: dict[str, float] = {}
+        self.max_model_gap: dict[str, float] = {}
         self.sources: dict[str, int] = {}
         self.errors: list[dict[str, Any]] = []
-        self.messages = 0
+        self.frames = 0
+        self.npc_messages = 0  # per-NPC states and intent asks, as the unbatched protocol counts
         self.dropped = False
+        self.started = 0.0
 
     async def run(self, until: float) -> None:
         try:
-            async with websockets.connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self.key}"},
-                max_queue=None,
-            ) as ws:
-                for npc in self.npcs:
-                    await ws.send(json.dumps({"type": "npc.subscribe", "npc_id": npc}))
-                reader = asyncio.create_task(self._read(ws))
-                await self._frames(ws, until)
-                reader.cancel()
-        except websockets.ConnectionClosed:
+            client = await GameClient.connect(self.url, self.key, request_timeout=30)
+        except (OSError, ConnectionError, TimeoutError):
             self.dropped = True
+            return
+        client.on_intent = self._pushed
+        client.on_error = lambda error: self.errors.append(to_wire(error))
+        try:
+            for npc in self.npcs:
+                await client.subscribe(npc)
+            self.started = time.time()
+            await self._frames(client, until)
+        except (ConnectionError, ServerError, TimeoutError) as exc:
+            self.dropped = True
+            self.errors.append({"code": type(exc).__name__, "message": str(exc)})
+        finally:
+            await client.close()
 
-    async def _frames(self, ws: Any, until: float) -> None:
+    async def _frames(self, client: GameClient, until: float) -> None:
+        states = {npc: NpcState(npc_id=npc, health=1.0, noise=0.2) for npc in self.npcs}
+        asks: set[asyncio.Task[None]] = set()
         frame, period = 0, 1 / self.hz
         next_at = time.monotonic()
         while time.monotonic() < until:
-            for index, npc in enumerate(self.npcs):
-                x = (frame + index) % 20
-                state = {
-                    "pos": [x, 0],
-                    "fear": (frame % 10) / 10,
-                    "health": 1.0,
-                    "player": {"pos": [3, 4], "visible": frame % 60 < 30},
-                    "noise": 0.2,
-                }
-                await ws.send(json.dumps({"type": "state.update", "npc_id": npc, "state": state}))
-                self.messages += 1
-                if frame % self.get_every == 0:
-                    ref = f"{npc}:{frame}"
-                    self.sent_at[ref] = time.perf_counter()
-                    await ws.send(json.dumps({"type": "intent.get", "npc_id": npc, "ref": ref}))
-                    self.messages += 1
+            for index, state in enumerate(states.values()):
+                state.x = float((frame + index) % 20)
+                state.fear = (frame % 10) / 10
+                state.player_x, state.player_y = 3.0, 4.0
+                state.player_visible = frame % 60 < 30
+                state.tick = frame
+            await client.send_states(states)
+            self.frames += 1
+            self.npc_messages += len(states)
+            if frame % self.get_every == 0:
+                task = asyncio.create_task(self._get(client))
+                asks.add(task)
+                task.add_done_callback(asks.discard)
             frame += 1
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*asks, return_exceptions=True)
 
-    async def _read(self, ws: Any) -> None:
-        async for raw in ws:
-            message = json.loads(raw)
-            kind = message.get("type")
-            if kind == "intent":
-                ref = message.get("ref")
-                if ref is not None and ref in self.sent_at:
-                    self.rtt_ms.append((time.perf_counter() - self.sent_at.pop(ref)) * 1000)
-                    continue
-                now = time.time()
-                npc = message["npc_id"]
-                self.push_ms.append(max(0.0, (now - message["generated_at"]) * 1000))
-                self.sources[message["source"]] = self.sources.get(message["source"], 0) + 1
-                if npc in self.last_push:
-                    gap = now - self.last_push[npc]
-                    self.max_gap[npc] = max(self.max_gap.get(npc, 0.0), gap)
-                self.last_push[npc] = now
-            elif kind == "error":
-                self.errors.append(message)
+    async def _get(self, client: GameClient) -> None:
+        began = time.perf_counter()
+        await client.get_intents(self.npcs)
+        self.rtt_ms.append((time.perf_counter() - began) * 1000)
+        self.frames += 1
+        self.npc_messages += len(self.npcs)
+
+    def _pushed(self, message: IntentMessage) -> None:
+        if message.ref is not None or not self.started:  # an answer, or before the load began
+            return
+        now = time.time()
+        npc = message.npc_id
+        self.push_ms.append(max(0.0, (now - message.generated_at) * 1000))
+        self.sources[message.source] = self.sources.get(message.source, 0) + 1
+        gap = now - self.last_push.get(npc, self.started)
+        self.max_gap[npc] = max(self.max_gap.get(npc, 0.0), gap)
+        self.last_push[npc] = now
+        if message.source == "model":
+            gap = now - self.last_model.get(npc, self.started)
+            self.max_model_gap[npc] = max(self.max_model_gap.get(npc, 0.0), gap)
+            self.last_model[npc] = now
+
+    def finish(self, at: float) -> None:
+        """Count the time since each NPC's last intent as a gap too."""
+        for npc in self.npcs:
+            gap = at - self.last_push.get(npc, self.started)
+            self.max_gap[npc] = max(self.max_gap.get(npc, 0.0), gap)
+            gap = at - self.last_model.get(npc, self.started)
+            self.max_model_gap[npc] = max(self.max_model_gap.get(npc, 0.0), gap)
 
 
-async def dialogue_ttft(url: str, key: str, npc: str) -> float | None:
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+async def dialogue_ttft(url: str, key: str, npc: str) -> dict[str, Any]:
+    """Time to the first token of a reply, and who answered (``model`` is the real number)."""
+    async with await GameClient.connect(url, key, request_timeout=60) as client:
         started = time.perf_counter()
-        await ws.send(json.dumps({"type": "dialogue.say", "npc_id": npc, "text": "Who are you?"}))
-        async for raw in ws:
-            message = json.loads(raw)
-            if message["type"] in ("dialogue.token", "dialogue.done"):
-                return (time.perf_counter() - started) * 1000
-    return None
+        first: float | None = None
+        stream = await client.say(npc, "Who are you?")
+        async for _token in stream:
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+        source = stream.done.source if stream.done else None
+    return {"ms": None if first is None else round(first, 1), "source": source}
 
 
 async def load(
@@ -156,20 +185,33 @@ async def load(
         for engine in outage:
             engine.stop(grace=0)
     await asyncio.gather(*tasks)
+    ended = time.time()
+    for player in players:
+        player.finish(ended)
     rtt = [v for p in players for v in p.rtt_ms]
     push = [v for p in players for v in p.push_ms]
     gaps = {npc: gap for p in players for npc, gap in p.max_gap.items()}
-    pushed_npcs = {npc for p in players for npc in p.last_push}
-    fresh = sum(1 for npc in npcs if npc in pushed_npcs and gaps.get(npc, 0.0) <= 2.0)
+    model_gaps = {npc: gap for p in players for npc, gap in p.max_model_gap.items()}
+    fresh = sum(1 for npc in npcs if gaps.get(npc, 99.0) <= 2.0)
+    model_fresh = sum(1 for npc in npcs if model_gaps.get(npc, 99.0) <= 2.0)
     sources: dict[str, int] = {}
     for p in players:
         for source, n in p.sources.items():
             sources[source] = sources.get(source, 0) + n
     return {
-        "intent_get_ms": {"p50": pct(rtt, 0.5), "p99": pct(rtt, 0.99), "n": len(rtt)},
+        "intent_get_ms": {
+            "p50": pct(rtt, 0.5),
+            "p90": pct(rtt, 0.9),
+            "p99": pct(rtt, 0.99),
+            "max": pct(rtt, 1.0),
+            "n": len(rtt),
+        },
         "push_delay_ms": {"p50": pct(push, 0.5), "p99": pct(push, 0.99), "n": len(push)},
         "fresh_share": round(fresh / len(npcs), 3),
-        "messages": sum(p.messages for p in players),
+        "model_fresh_share": round(model_fresh / len(npcs), 3),
+        "model_intents_per_s": round(sources.get("model", 0) / seconds, 2),
+        "frames": sum(p.frames for p in players),
+        "npc_messages": sum(p.npc_messages for p in players),
         "errors": sum(len(p.errors) for p in players),
         "first_error": next((p.errors[0] for p in players if p.errors), None),
         "dropped": sum(p.dropped for p in players),
@@ -269,12 +311,24 @@ def main() -> int:
             env=env,
         )
         processes.append(web)
-        processes.append(subprocess.Popen([PY, "manage.py", "run_intents"], cwd=ROOT, env=env))
+        updater = subprocess.Popen([PY, "manage.py", "run_intents"], cwd=ROOT, env=env)
+        processes.append(updater)
         url = f"ws://127.0.0.1:{port}/ws/game/"
         time.sleep(4)
+        # Warm up: the first game socket loads the lore embedder and the first replies fill the
+        # engines' prompt caches; none of that belongs in the measured CPU or latencies.
+        asyncio.run(dialogue_ttft(url, key, "bench-0000"))
+        time.sleep(2)
         for count in counts:
             npcs = [f"bench-{i:04d}" for i in range(count)]
-            cpu_before = cpu_seconds(web.pid)
+            watched = {
+                "web": web.pid,
+                "updater": updater.pid,
+                "gold": engines[0].pid,
+                "silver": engines[1].pid,
+            }
+            before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+            own_before = time.process_time()
             started = time.monotonic()
             outcome = asyncio.run(
                 load(
@@ -289,17 +343,26 @@ def main() -> int:
                 )
             )
             wall = time.monotonic() - started
-            cpu = cpu_seconds(web.pid) - cpu_before
+            used: dict[str, float] = {}
+            for name, pid in watched.items():
+                now_s, then_s = cpu_seconds(pid), before[name]
+                if now_s is not None and then_s is not None:
+                    used[name] = now_s - then_s
+            used["load_clients"] = time.process_time() - own_before
+            cpu = used["web"]
             outcome.update(
                 npcs=count,
                 clients=args.clients,
                 hz=args.hz,
                 seconds=round(wall, 1),
-                messages_per_s=round(outcome["messages"] / wall, 1),
-                web_cpu_ms_per_1000_messages=round(
-                    1000 * cpu * 1000 / max(outcome["messages"], 1), 1
+                frames_per_s=round(outcome["frames"] / wall, 1),
+                npc_messages_per_s=round(outcome["npc_messages"] / wall, 1),
+                web_cpu_ms_per_1000_frames=round(1000 * cpu * 1000 / max(outcome["frames"], 1), 1),
+                web_cpu_ms_per_1000_npc_messages=round(
+                    1000 * cpu * 1000 / max(outcome["npc_messages"], 1), 2
                 ),
                 outage=args.outage,
+                cpu_cores_used={name: round(seconds / wall, 2) for name, seconds in used.items()},
             )
             if not args.outage:
                 outcome["dialogue_ttft_ms"] = asyncio.run(dialogue_ttft(url, key, npcs[0]))
