@@ -116,53 +116,59 @@ def _fresh(entry: tuple[float, dict[str, Any]] | None) -> dict[str, Any] | None:
     return entry[1]
 
 
+# One round trip and one command for any number of states: the clock gives this write's
+# version, each state is stored as "<version>|<json>", and each NPC is marked seen.
+# KEYS: states hash, active zset, clock; ARGV: now, then npc_id, json pairs.
+_PUT_STATES = """
+local version = redis.call('INCR', KEYS[3])
+for i = 2, #ARGV, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], version .. '|' .. ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+end
+return version
+"""
+
+
+def _live_state(raw: bytes | str | None) -> LiveState | None:
+    if raw is None:
+        return None
+    version, _, state = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+    return LiveState(json.loads(state), int(version))
+
+
 class RedisLiveStore:
-    """Shared by every process: ``<p>:state:<id>`` (JSON + version), ``<p>:active`` (sorted
-    set of last-seen times), ``<p>:intent:<id>`` (JSON with a TTL)."""
+    """Shared by every process: ``<p>:states`` (a hash of NPC id → version and JSON),
+    ``<p>:active`` (sorted set of last-seen times), ``<p>:intent:<id>`` (JSON with a TTL).
+
+    Versions come from one counter, ``<p>:clock``: every write of an NPC's state gives it a
+    larger version than it had, which is all the intent updater compares.
+    """
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.Redis.from_url(url)
         self._p = prefix
+        self._put_states = self._redis.register_script(_PUT_STATES)
+        self._keys = [f"{prefix}:states", f"{prefix}:active", f"{prefix}:clock"]
 
     async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
-        key = f"{self._p}:state:{npc_id}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, "version", 1)
-            pipe.hset(key, "state", json.dumps(state))
-            pipe.expire(key, 3600)
-            pipe.zadd(f"{self._p}:active", {npc_id: time.time()})
-            version, *_ = await pipe.execute()
-        return int(version)
+        return int(await self._put_states(self._keys, [time.time(), npc_id, json.dumps(state)]))
 
     async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
-        """Many states in one round trip (each key's version bump and value stay together)."""
-        now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for npc_id, state in states.items():
-                key = f"{self._p}:state:{npc_id}"
-                pipe.hincrby(key, "version", 1)
-                pipe.hset(key, "state", json.dumps(state))
-                pipe.expire(key, 3600)
-            pipe.zadd(f"{self._p}:active", dict.fromkeys(states, now))
-            await pipe.execute()
+        """Many states in one command (the web writes each socket's states every 100 ms)."""
+        args: list[Any] = [time.time()]
+        for npc_id, state in states.items():
+            args += (npc_id, json.dumps(state))
+        await self._put_states(self._keys, args)
 
     async def get_state(self, npc_id: str) -> LiveState | None:
-        raw = await self._redis.hmget(f"{self._p}:state:{npc_id}", "state", "version")
-        if raw[0] is None:
-            return None
-        return LiveState(json.loads(raw[0]), int(raw[1] or 0))
+        return _live_state(await self._redis.hget(self._keys[0], npc_id))
 
     async def get_states(self, npc_ids: list[str]) -> list[LiveState | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for npc_id in npc_ids:
-                pipe.hmget(f"{self._p}:state:{npc_id}", "state", "version")
-            rows = await pipe.execute()
-        return [
-            None if row[0] is None else LiveState(json.loads(row[0]), int(row[1] or 0))
-            for row in rows
-        ]
+        if not npc_ids:
+            return []
+        return [_live_state(raw) for raw in await self._redis.hmget(self._keys[0], npc_ids)]
 
     async def touch(self, npc_id: str) -> None:
         await self._redis.zadd(f"{self._p}:active", {npc_id: time.time()})

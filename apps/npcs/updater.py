@@ -9,10 +9,11 @@ shard):
   split between shards), at most one per NPC, and an NPC is not asked again sooner than
   ``1 / intent_hz`` nor sooner than twice its last answer's latency. The answer is published
   at once (``model``, or whichever link of the Gold chain answered).
-- **Publishing.** Every ``1 / intent_hz`` seconds an NPC with no ask in flight gets an intent
-  at once, without a model: the last answer again if its state is unchanged (``cache``); else
-  its last model intent if younger than ``CACHE_MAX_AGE_S`` and still applicable to the new
-  state (``cache``); else its micro-policy's choice (``policy``).
+- **Publishing.** Every ``1 / intent_hz`` seconds after its last intent an NPC gets one at
+  once, without a model (also while its Gold ask is out): the last answer again if its state
+  is unchanged (``cache``); else its last model intent if younger than ``CACHE_MAX_AGE_S``
+  and still applicable to the new state (``cache``); else its micro-policy's choice
+  (``policy``).
 
 So when Gold is slower than the NPCs need, the model's share of intents shrinks instead of a
 queue growing, and every NPC still gets a valid intent each interval. Intents are written to
@@ -110,16 +111,11 @@ class IntentUpdater:
         """One pass over the watched NPCs; returns how many intents it published or started.
 
         First the free Gold slots go to the NPCs waiting longest for a model answer (whatever
-        they were last published), then every NPC whose interval is over and that has no ask
-        in flight gets an intent at once.
+        they were last published), then every NPC whose interval is over gets an intent at once.
         """
         store = live_store()
         now = time.monotonic()
-        watched = [
-            npc_id
-            for npc_id in await store.active()
-            if npc_id not in self.in_flight and self.owns(npc_id)
-        ]
+        watched = [npc_id for npc_id in await store.active() if self.owns(npc_id)]
         started = await self._start_asks(store, watched, now)
         return started + await self._publish_due(store, watched, now)
 
@@ -128,7 +124,11 @@ class IntentUpdater:
         if free <= 0:
             return 0
         waiting = sorted(
-            (npc_id for npc_id in watched if now >= self.ask_due.get(npc_id, 0.0)),
+            (
+                npc_id
+                for npc_id in watched
+                if npc_id not in self.in_flight and now >= self.ask_due.get(npc_id, 0.0)
+            ),
             key=lambda npc_id: self.model_at.get(npc_id, 0.0),
         )
         started = 0
@@ -143,6 +143,7 @@ class IntentUpdater:
                     # Unchanged since the last ask: look again in one interval, not every tick.
                     self.ask_due[npc_id] = now + 1.0 / brief.hz
                     continue
+                self.model_at[npc_id] = now
                 task = asyncio.get_running_loop().create_task(self._refresh(brief, live))
                 self.in_flight[npc_id] = task
                 task.add_done_callback(self._landed)
@@ -152,11 +153,7 @@ class IntentUpdater:
         return started
 
     async def _publish_due(self, store: LiveStore, watched: list[str], now: float) -> int:
-        due = [
-            npc_id
-            for npc_id in watched
-            if npc_id not in self.in_flight and now >= self.publish_due.get(npc_id, 0.0)
-        ]
+        due = [npc_id for npc_id in watched if now >= self.publish_due.get(npc_id, 0.0)]
         if not due:
             return 0
         briefs = await npc_briefs(due)
@@ -165,6 +162,12 @@ class IntentUpdater:
             brief = briefs[npc_id]
             if live is None or brief is None:
                 continue
+            if (
+                npc_id in self.in_flight
+                and npc_id in self.publish_due
+                and now - self.model_at[npc_id] < 1.0 / brief.hz
+            ):
+                continue  # its answer is due any moment; after an interval it gets one anyway
             last = self.last_intent.get(npc_id)
             if last is not None and live.version == self.asked_version.get(npc_id):
                 source = "cache" if last["source"] in ("model", "cache") else last["source"]
@@ -198,7 +201,6 @@ class IntentUpdater:
     async def _refresh(self, brief: NpcBrief, live: LiveState) -> None:
         slug = brief.slug
         began = time.monotonic()
-        self.model_at[slug] = began
         try:
             state = state_from_wire(slug, live.state, into=self.states.get(slug))
             self.states[slug] = state
