@@ -26,7 +26,7 @@ def test_dry_run_prints_the_llama_cpp_command_for_gold(capsys: pytest.CaptureFix
 
     env, *argv = shlex.split(capsys.readouterr().out)
     assert env == "OMP_WAIT_POLICY=PASSIVE"
-    assert argv[:3] == ["nice", "-n", "10"]  # the engine yields the CPU to the web process
+    assert argv[:3] == ["nice", "-n", "19"]  # the engine yields the CPU to the web process
     argv = argv[3:]
     assert argv[0] == sys.executable
     assert argv[1:3] == ["-m", "llama_cpp.server"]
