@@ -20,7 +20,7 @@ from django.conf import settings
 
 from apps.npcs import dialogue, prediction, updater
 from apps.npcs.intents import NpcBrief, npc_brief, policy_intent
-from apps.npcs.live import live_store, npc_group
+from apps.npcs.live import intent_group, live_store
 from apps.security.scopes import GAME
 from npc_runtime import protocol as p
 from npc_runtime.policies import NpcState
@@ -40,6 +40,7 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.subscribed: dict[str, NpcBrief] = {}
+        self.groups: set[str] = set()  # the intent push groups this socket's NPCs are in
         self.protocol = 1  # until a hello asks for another supported version
         self.dialogues: dict[str, asyncio.Task[None]] = {}
         self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
@@ -74,8 +75,8 @@ class GameConsumer(AsyncWebsocketConsumer):
         if getattr(self, "flusher", None) is not None:
             self.flusher.cancel()  # type: ignore[union-attr]
             await self._flush_states()
-        for npc_id in list(getattr(self, "subscribed", {})):
-            await self.channel_layer.group_discard(npc_group(npc_id), self.channel_name)
+        for group in getattr(self, "groups", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- frames in -------------------------------------------------------------------------
 
@@ -118,7 +119,12 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._subscribe(message)
         elif isinstance(message, p.Unsubscribe):
             self.subscribed.pop(message.npc_id, None)
-            await self.channel_layer.group_discard(npc_group(message.npc_id), self.channel_name)
+            group = intent_group(message.npc_id)
+            if group in self.groups and not any(
+                intent_group(npc_id) == group for npc_id in self.subscribed
+            ):
+                self.groups.discard(group)
+                await self.channel_layer.group_discard(group, self.channel_name)
             await self._send(p.Unsubscribed(npc_id=message.npc_id, ref=message.ref))
         elif isinstance(message, p.StateUpdate):
             self._require_subscribed(message.npc_id, message.ref)
@@ -169,7 +175,10 @@ class GameConsumer(AsyncWebsocketConsumer):
                 p.BAD_FIELD, f"at most {MAX_SUBSCRIPTIONS} NPCs per socket", message.ref, "npc_id"
             )
         self.subscribed[brief.slug] = brief
-        await self.channel_layer.group_add(npc_group(brief.slug), self.channel_name)
+        group = intent_group(brief.slug)
+        if group not in self.groups:
+            self.groups.add(group)
+            await self.channel_layer.group_add(group, self.channel_name)
         await live_store().touch(brief.slug)
         updater.ensure_in_process()
         await self._send(
@@ -285,11 +294,17 @@ class GameConsumer(AsyncWebsocketConsumer):
 
     # --- pushed by the intent updater -------------------------------------------------------
 
-    async def npc_intent(self, event: dict[str, Any]) -> None:
-        intent = event["intent"]
-        if intent["npc_id"] in self.subscribed:
+    async def npc_intents(self, event: dict[str, Any]) -> None:
+        """Intents the updater published for a push group: this socket's NPCs' are kept and
+        sent, as one ``intents`` frame in protocol 2 (``intent`` frames in protocol 1)."""
+        mine = [intent for intent in event["intents"] if intent["npc_id"] in self.subscribed]
+        for intent in mine:
             self._remember_intent(intent)
-            await self._send_raw(dict(intent, type="intent", ref=None))
+        if self.protocol >= 2 and len(mine) > 1:
+            await self._send_raw({"type": "intents", "intents": mine, "ref": None})
+        else:
+            for intent in mine:
+                await self._send_raw(dict(intent, type="intent", ref=None))
 
     def _remember_intent(self, intent: dict[str, Any]) -> None:
         """Keep an NPC's current intent for its TTL from now (as clients do: server clocks of

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 import weakref
+import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -221,6 +222,13 @@ def live_store() -> LiveStore:
     return found
 
 
-def npc_group(npc_id: str) -> str:
-    """The channel-layer group of the game clients subscribed to an NPC."""
-    return f"npc.{npc_id}"
+def intent_group(npc_id: str) -> str:
+    """The channel-layer group that carries an NPC's pushed intents.
+
+    NPCs share ``BODYBROKER_INTENT_PUSH_GROUPS`` groups (by a hash of the id) rather than
+    having one each: the updater sends one message per group per pass, with every intent of
+    that pass for the group's NPCs, and each game socket keeps those of its own NPCs. One
+    group per NPC cost three Redis round trips per intent, which at 1,000 NPCs was more than
+    the updater could send.
+    """
+    return f"npc-intents.{zlib.crc32(npc_id.encode()) % settings.BODYBROKER_INTENT_PUSH_GROUPS}"

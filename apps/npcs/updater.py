@@ -39,7 +39,7 @@ from prometheus_client import Counter, Histogram
 
 from apps.npcs import dialogue
 from apps.npcs.intents import NpcBrief, decide_intent, npc_briefs, policy_intent
-from apps.npcs.live import LiveState, LiveStore, live_store, npc_group
+from apps.npcs.live import LiveState, LiveStore, intent_group, live_store
 from apps.npcs.prediction import likely_lines, predict
 from apps.router.metrics import REGISTRY
 from npc_runtime.policies import NpcState, intent_args
@@ -220,28 +220,32 @@ class IntentUpdater:
             self.publish_due[slug] = time.monotonic() + 1.0 / brief.hz
 
     async def _maybe_predict(self, slug: str, brief: NpcBrief) -> None:
-        """Start precomputing a reply when the player is about to talk to the NPC."""
+        """Start precomputing a reply when the player is about to talk to the NPC.
+
+        The slot is taken before anything is awaited, so two intents of one NPC published
+        close together cannot both start a prediction.
+        """
         state = self.states.get(slug)
         if state is None or slug in self.predicting:
             return
         if len(self.predicting) >= MAX_PREDICTIONS_IN_FLIGHT:
             return  # Silver's time goes to players who are speaking, not to guesses
         lines = likely_lines(brief.policy, state)
-        if not lines or await live_store().get_prediction(slug) is not None:
-            return
-        who = await dialogue.speaker(slug)
-        if who is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._predict(who, lines[0]))
-        self.predicting[slug] = task
+        if lines:
+            task = asyncio.get_running_loop().create_task(self._predict(slug, lines[0]))
+            self.predicting[slug] = task
 
-    async def _predict(self, who: dialogue.Speaker, line: str) -> None:
+    async def _predict(self, slug: str, line: str) -> None:
         try:
-            await predict(who, line)
+            if await live_store().get_prediction(slug) is not None:
+                return  # one is still fresh
+            who = await dialogue.speaker(slug)
+            if who is not None:
+                await predict(who, line)
         except Exception:
-            logger.exception("predicting a reply for %s failed", who.slug)
+            logger.exception("predicting a reply for %s failed", slug)
         finally:
-            self.predicting.pop(who.slug, None)
+            self.predicting.pop(slug, None)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         while stop is None or not stop.is_set():
@@ -260,15 +264,17 @@ async def publish(intent: dict[str, Any]) -> None:
 
 
 async def publish_many(intents: list[dict[str, Any]]) -> None:
-    """Write intents to the live store (one round trip) and push each to its subscribers."""
+    """Write intents to the live store (one round trip) and push them to the subscribers: one
+    channel-layer message per push group (see :func:`apps.npcs.live.intent_group`)."""
     await live_store().put_intents(intents)
-    layer = get_channel_layer()
+    groups: dict[str, list[dict[str, Any]]] = {}
     for intent in intents:
         INTENTS.labels(intent["source"]).inc()
-        if layer is not None:
-            await layer.group_send(
-                npc_group(intent["npc_id"]), {"type": "npc.intent", "intent": intent}
-            )
+        groups.setdefault(intent_group(intent["npc_id"]), []).append(intent)
+    layer = get_channel_layer()
+    if layer is not None:
+        for group, members in groups.items():
+            await layer.group_send(group, {"type": "npc.intents", "intents": members})
 
 
 _in_process: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (

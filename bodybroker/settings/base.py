@@ -225,6 +225,8 @@ BODYBROKER_INTENT_UPDATER_IN_PROCESS = env_bool(
 # Gold asks the intent updater keeps in flight (0: the Gold tier's real-time slots per endpoint
 # × endpoints, split between shards). NPCs past it get cache/policy intents at once.
 BODYBROKER_INTENT_MODEL_SLOTS = env_int("BODYBROKER_INTENT_MODEL_SLOTS", 0, minimum=0)
+# Channel-layer groups pushed intents travel in (NPCs share them by a hash of their id).
+BODYBROKER_INTENT_PUSH_GROUPS = env_int("BODYBROKER_INTENT_PUSH_GROUPS", 8, minimum=1)
 BODYBROKER_WS_RATE_PER_S = env_int("BODYBROKER_WS_RATE_PER_S", 2000, minimum=1)
 BODYBROKER_ROUTING_POLICY = env_str("BODYBROKER_ROUTING_POLICY", "apps.router.policy:route")
 # Per endpoint: real-time requests and background requests wait in separate lines (the seed's

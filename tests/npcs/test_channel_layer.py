@@ -24,7 +24,7 @@ async def test_a_socket_waiting_longer_than_one_blocking_pop_does_not_fail(setti
     waiting = asyncio.ensure_future(layer.receive(channel))
     await asyncio.sleep(layer.brpop_timeout + 1.5)  # past one whole blocking pop
     assert not waiting.done(), waiting.exception() if waiting.done() else None
-    await layer.send(channel, {"type": "npc.intent", "intent": {"npc_id": "pell"}})
+    await layer.send(channel, {"type": "npc.intents", "intents": [{"npc_id": "pell"}]})
     message = await asyncio.wait_for(waiting, 5)
-    assert message["intent"] == {"npc_id": "pell"}
+    assert message["intents"] == [{"npc_id": "pell"}]
     await layer.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -176,6 +177,53 @@ async def test_a_batch_with_one_bad_npc_keeps_nothing_and_names_it(
     await send(ws, type="ping", ref=6)
     assert (await receive(ws))["type"] == "pong"
     await ws.disconnect()
+
+
+async def test_intents_published_together_are_pushed_in_one_frame_in_protocol_2(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    from apps.npcs.updater import publish_many
+
+    settings.BODYBROKER_INTENT_PUSH_GROUPS = 1  # both NPCs travel in the same group
+    await watchman()
+    await mourner()
+    sockets = {}
+    for protocol in (1, 2):
+        ws = sockets[protocol] = await connect(make_key)
+        await send(ws, type="hello", protocol=protocol)
+        await receive(ws)
+        for npc in ("pell", "mourner"):
+            await send(ws, type="npc.subscribe", npc_id=npc)
+            await receive(ws)
+    now = time.time()
+    await publish_many(
+        [
+            {
+                "npc_id": npc,
+                "intent": "idle",
+                "args": {},
+                "source": "model",
+                "generated_at": now,
+                "ttl_ms": 2000,
+            }
+            for npc in ("pell", "mourner", "someone-elses")
+        ]
+    )
+    batch = await receive(sockets[2])
+    assert (batch["type"], batch["ref"]) == ("intents", None)
+    assert [item["npc_id"] for item in batch["intents"]] == ["pell", "mourner"]
+    one, two = await receive(sockets[1]), await receive(sockets[1])
+    assert [(one["type"], one["npc_id"]), (two["type"], two["npc_id"])] == [
+        ("intent", "pell"),
+        ("intent", "mourner"),
+    ]
+    # Pushed intents answer intent.get afterwards, from the socket's own copy.
+    await send(sockets[2], type="intents.get", npc_ids=["mourner"], ref="g")
+    answer = await receive(sockets[2])
+    assert answer["intents"][0]["source"] == "cache"
+    for ws in sockets.values():
+        assert await ws.receive_nothing(timeout=0.1)  # nothing for the NPC nobody subscribed
+        await ws.disconnect()
 
 
 async def test_batches_need_a_protocol_2_hello(make_key: Callable[..., str]) -> None:
