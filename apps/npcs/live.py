@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from django.conf import settings
 
 ACTIVE_WINDOW_S = 10.0
@@ -134,7 +135,11 @@ def _live_state(raw: bytes | str | None) -> LiveState | None:
     if raw is None:
         return None
     version, _, state = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
-    return LiveState(json.loads(state), int(version))
+    return LiveState(orjson.loads(state), int(version))
+
+
+def _dumps(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value)
 
 
 class RedisLiveStore:
@@ -154,13 +159,13 @@ class RedisLiveStore:
         self._keys = [f"{prefix}:states", f"{prefix}:active", f"{prefix}:clock"]
 
     async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
-        return int(await self._put_states(self._keys, [time.time(), npc_id, json.dumps(state)]))
+        return int(await self._put_states(self._keys, [time.time(), npc_id, _dumps(state)]))
 
     async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
         """Many states in one command (the web writes each socket's states every 100 ms)."""
         args: list[Any] = [time.time()]
         for npc_id, state in states.items():
-            args += (npc_id, json.dumps(state))
+            args += (npc_id, _dumps(state))
         await self._put_states(self._keys, args)
 
     async def get_state(self, npc_id: str) -> LiveState | None:
@@ -185,7 +190,7 @@ class RedisLiveStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for intent in intents:
                 key = f"{self._p}:intent:{intent['npc_id']}"
-                pipe.set(key, json.dumps(intent), px=intent["ttl_ms"])
+                pipe.set(key, _dumps(intent), px=intent["ttl_ms"])
             await pipe.execute()
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
