@@ -74,7 +74,8 @@ bench-gateway: setup  ## what the OpenAI-compatible door adds over its upstream 
 	$(BIN)/python bench/gateway.py
 
 bench-npcs: setup  ## game clients × NPCs against the real stack on Redis (bench/npcs.py)
-	$(BIN)/python bench/npcs.py --npcs 50,200 --seconds 15
+	$(BIN)/python bench/npcs.py --npcs 10,200,1000 --seconds 20
+	$(BIN)/python bench/npcs.py --npcs 200,1000 --seconds 20 --outage
 
 # Every benchmark; each prints its table and writes it under bench/results/.
 bench: bench-gateway bench-mcp bench-npcs bench-rag

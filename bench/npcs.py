@@ -43,6 +43,8 @@ from npc_runtime.client import GameClient, ServerError  # noqa: E402
 from npc_runtime.policies import NpcState  # noqa: E402
 from npc_runtime.protocol import IntentMessage, to_wire  # noqa: E402
 
+OUTAGE_GRACE_S = 3.0  # after the kill, for asks that were already out
+
 
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of a running process (None once it is gone)."""
@@ -64,8 +66,11 @@ class Client:
     """One game client on the real client library (protocol 2): per game frame one
     ``state.batch`` for all its NPCs and, every ``get_every`` frames, one ``intents.get``."""
 
-    def __init__(self, url: str, key: str, npcs: list[str], hz: float, get_every: int) -> None:
+    def __init__(
+        self, url: str, key: str, npcs: list[str], hz: float, get_every: int, phase: float = 0.0
+    ) -> None:
         self.url, self.key, self.npcs, self.hz, self.get_every = url, key, npcs, hz, get_every
+        self.phase = phase  # where in the frame period this game's frames fall (0..1)
         self.rtt_ms: list[float] = []
         self.push_ms: list[float] = []
         self.last_push: dict[str, float] = {}
@@ -73,6 +78,8 @@ class Client:
         self.last_model: dict[str, float] = {}
         self.max_model_gap: dict[str, float] = {}
         self.sources: dict[str, int] = {}
+        self.outage_at: float | None = None
+        self.sources_in_outage: dict[str, int] = {}
         self.errors: list[dict[str, Any]] = []
         self.frames = 0
         self.npc_messages = 0  # per-NPC states and intent asks, as the unbatched protocol counts
@@ -102,7 +109,8 @@ class Client:
         states = {npc: NpcState(npc_id=npc, health=1.0, noise=0.2) for npc in self.npcs}
         asks: set[asyncio.Task[None]] = set()
         frame, period = 0, 1 / self.hz
-        next_at = time.monotonic()
+        next_at = time.monotonic() + self.phase * period
+        await asyncio.sleep(self.phase * period)
         while time.monotonic() < until:
             for index, state in enumerate(states.values()):
                 state.x = float((frame + index) % 20)
@@ -136,6 +144,9 @@ class Client:
         npc = message.npc_id
         self.push_ms.append(max(0.0, (now - message.generated_at) * 1000))
         self.sources[message.source] = self.sources.get(message.source, 0) + 1
+        if self.outage_at is not None and now > self.outage_at:
+            into = self.sources_in_outage
+            into[message.source] = into.get(message.source, 0) + 1
         gap = now - self.last_push.get(npc, self.started)
         self.max_gap[npc] = max(self.max_gap.get(npc, 0.0), gap)
         self.last_push[npc] = now
@@ -175,15 +186,26 @@ async def load(
     get_every: int,
     seconds: float,
     outage: list[EngineProcess] | None,
+    lockstep: bool = False,
 ) -> dict[str, Any]:
     shares = [npcs[i::clients] for i in range(clients)]
-    players = [Client(url, key, share, hz, get_every) for share in shares if share]
+    # Separate games do not render their frames in step: each client's frames fall at its own
+    # point of the period, unless --lockstep asks for the worst case.
+    players = [
+        Client(url, key, share, hz, get_every, 0.0 if lockstep else index / clients)
+        for index, share in enumerate(shares)
+        if share
+    ]
     until = time.monotonic() + seconds
     tasks = [asyncio.create_task(p.run(until)) for p in players]
     if outage:
         await asyncio.sleep(seconds / 2)
         for engine in outage:
             engine.stop(grace=0)
+        # Asks already out when the engines died may still land as model answers; after a
+        # moment every intent must come from the cache or the micro-policies.
+        for player in players:
+            player.outage_at = time.time() + OUTAGE_GRACE_S
     await asyncio.gather(*tasks)
     ended = time.time()
     for player in players:
@@ -195,9 +217,12 @@ async def load(
     fresh = sum(1 for npc in npcs if gaps.get(npc, 99.0) <= 2.0)
     model_fresh = sum(1 for npc in npcs if model_gaps.get(npc, 99.0) <= 2.0)
     sources: dict[str, int] = {}
+    in_outage: dict[str, int] = {}
     for p in players:
         for source, n in p.sources.items():
             sources[source] = sources.get(source, 0) + n
+        for source, n in p.sources_in_outage.items():
+            in_outage[source] = in_outage.get(source, 0) + n
     return {
         "intent_get_ms": {
             "p50": pct(rtt, 0.5),
@@ -216,6 +241,7 @@ async def load(
         "first_error": next((p.errors[0] for p in players if p.errors), None),
         "dropped": sum(p.dropped for p in players),
         "sources": sources,
+        **({"sources_in_outage": in_outage} if outage else {}),
     }
 
 
@@ -227,7 +253,11 @@ def main() -> int:
     parser.add_argument("--get-every", type=int, default=1, help="intent.get every N frames")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--outage", action="store_true", help="kill the engines halfway")
+    parser.add_argument(
+        "--lockstep", action="store_true", help="every client sends its frames at the same moment"
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
 
     var_dir = Path(tempfile.mkdtemp(prefix="bb-bench-npcs-"))
@@ -320,6 +350,13 @@ def main() -> int:
         asyncio.run(dialogue_ttft(url, key, "bench-0000"))
         time.sleep(2)
         for count in counts:
+            if args.outage and not all(engine.running for engine in engines):
+                # Every count starts with live engines (the last one killed them), and once the
+                # router has forgotten what it measured of the dead ones (10 s).
+                for index, engine in enumerate(engines):
+                    engines[index] = EngineProcess(engine.tier, port=engine.port)
+                    engines[index].start().wait_healthy(120)
+                time.sleep(11)
             npcs = [f"bench-{i:04d}" for i in range(count)]
             watched = {
                 "web": web.pid,
@@ -340,6 +377,7 @@ def main() -> int:
                     args.get_every,
                     args.seconds,
                     engines if args.outage else None,
+                    args.lockstep,
                 )
             )
             wall = time.monotonic() - started
@@ -362,6 +400,7 @@ def main() -> int:
                     1000 * cpu * 1000 / max(outcome["npc_messages"], 1), 2
                 ),
                 outage=args.outage,
+                lockstep=args.lockstep,
                 cpu_cores_used={name: round(seconds / wall, 2) for name, seconds in used.items()},
             )
             if not args.outage:
@@ -379,6 +418,12 @@ def main() -> int:
         for engine in engines:
             engine.stop(grace=2)
         shutil.rmtree(var_dir, ignore_errors=True)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kind = "npcs-outage" if args.outage else "npcs"
+    sink = out_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    sink.write_text("".join(json.dumps(result) + "\n" for result in results))
+    print(f"results: {sink}")
     return 0 if all(r["errors"] == 0 and r["dropped"] == 0 for r in results) else 1
 
 

@@ -125,8 +125,15 @@ def describe(state: NpcState) -> str:
     return ", ".join(parts)
 
 
+def feasible(brief: NpcBrief, state: NpcState) -> list[str]:
+    """The NPC's allowed intents whose arguments this state can supply (``attack`` needs a
+    player in sight, ``patrol`` a route): the only answers worth letting the model give."""
+    names = [name for name in brief.allowed if intent_args(name, state) is not None]
+    return names or list(brief.allowed)
+
+
 def intent_request(brief: NpcBrief, state: NpcState, fallback: Intent) -> InferenceRequest:
-    schema = {"type": "string", "enum": list(brief.allowed)}
+    schema = {"type": "string", "enum": feasible(brief, state)}
     return InferenceRequest(
         messages=[
             {

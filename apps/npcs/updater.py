@@ -13,7 +13,7 @@ shard):
   once, without a model (also while its Gold ask is out): the last answer again if its state
   is unchanged (``cache``); else its last model intent if younger than ``CACHE_MAX_AGE_S``
   and still applicable to the new state (``cache``); else its micro-policy's choice
-  (``policy``).
+  (``policy``). Only an NPC whose ask went out in the last ``ASK_GRACE_S`` waits for it.
 
 So when Gold is slower than the NPCs need, the model's share of intents shrinks instead of a
 queue growing, and every NPC still gets a valid intent each interval. Intents are written to
@@ -57,6 +57,7 @@ INTENT_SECONDS = Histogram(
 
 MAX_PREDICTIONS_IN_FLIGHT = 2
 CACHE_MAX_AGE_S = 10.0  # a model intent older than this is not reused for a changed state
+ASK_GRACE_S = 0.25  # an NPC whose ask is younger waits for its answer instead of an intent
 ASK_READ_CHUNK = 16  # states read at a time while looking for NPCs to ask Gold about
 
 
@@ -165,9 +166,9 @@ class IntentUpdater:
             if (
                 npc_id in self.in_flight
                 and npc_id in self.publish_due
-                and now - self.model_at[npc_id] < 1.0 / brief.hz
+                and now - self.model_at[npc_id] < ASK_GRACE_S
             ):
-                continue  # its answer is due any moment; after an interval it gets one anyway
+                continue  # its answer is due any moment; a slower one does not hold it up
             last = self.last_intent.get(npc_id)
             if last is not None and live.version == self.asked_version.get(npc_id):
                 source = "cache" if last["source"] in ("model", "cache") else last["source"]

@@ -161,3 +161,33 @@ async def test_with_gold_down_intents_come_from_the_policy_at_the_npcs_rate(
     # 2 Hz over 1.2 s: three intents, not one per state change
     assert 2 <= len(seen) <= 4
     await store.clear()
+
+
+def test_the_model_may_only_choose_intents_the_state_can_carry_out() -> None:
+    from apps.npcs.archetypes import archetype_intents
+    from apps.npcs.intents import NpcBrief, intent_request
+    from npc_runtime.policies import Intent, NpcState, allowed_names
+
+    raw = tuple(archetype_intents("guard"))
+    brief = NpcBrief(
+        slug="pell",
+        policy="guard",
+        allowed=tuple(sorted(allowed_names(raw))),
+        allowed_raw=raw,
+        default_intent="idle",
+        prompt="You are Old Pell.",
+        hz=1.0,
+        max_tokens=8,
+    )
+
+    def offered(state: NpcState) -> list[str]:
+        request = intent_request(brief, state, Intent("idle", {}))
+        assert request.response_format is not None
+        return list(request.response_format["json_schema"]["schema"]["enum"])
+
+    alone = NpcState(npc_id="pell")  # no player in sight, no route, nothing heard
+    assert sorted(offered(alone)) == ["idle", "talk"]
+    seen = NpcState(npc_id="pell", player_visible=True, player_x=3, player_y=4)
+    assert {"attack", "approach_player", "follow", "investigate"} <= set(offered(seen))
+    walking = NpcState(npc_id="pell", route=[(0, 0), (5, 0)])
+    assert "patrol" in offered(walking) and "attack" not in offered(walking)
