@@ -55,7 +55,6 @@ INTENT_SECONDS = Histogram(
 )
 
 
-MAX_PREDICTIONS_IN_FLIGHT = 2
 CACHE_MAX_AGE_S = 10.0  # a model intent older than this is not reused for a changed state
 ASK_GRACE_S = 0.25  # an NPC whose ask is younger waits for its answer instead of an intent
 ASK_READ_CHUNK = 16  # states read at a time while looking for NPCs to ask Gold about
@@ -82,6 +81,15 @@ def default_model_slots(shards: int = 1) -> int:
     return max(1, per_endpoint * endpoints // shards)
 
 
+def prediction_slots() -> int:
+    """Predicted replies in flight at once: two per GPU Silver endpoint (it batches them with
+    live dialogue), one on the CPU engine, which answers one request at a time — a second
+    guess would only make the next player's line wait longer behind it."""
+    silver = settings.BODYBROKER_TIERS["silver"]
+    per_endpoint = 1 if silver.get("engine", "cpu") == "cpu" else 2
+    return per_endpoint * max(1, len(silver["urls"]))
+
+
 class IntentUpdater:
     def __init__(
         self,
@@ -95,6 +103,7 @@ class IntentUpdater:
             raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
         self.shard, self.shards, self.tick_s = shard, shards, tick_s
         self.model_slots = model_slots or default_model_slots(shards)
+        self.prediction_slots = prediction_slots()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.asked_version: dict[str, int] = {}
         self.ask_due: dict[str, float] = {}  # earliest next Gold ask per NPC
@@ -229,7 +238,7 @@ class IntentUpdater:
         state = self.states.get(slug)
         if state is None or slug in self.predicting:
             return
-        if len(self.predicting) >= MAX_PREDICTIONS_IN_FLIGHT:
+        if len(self.predicting) >= self.prediction_slots:
             return  # Silver's time goes to players who are speaking, not to guesses
         lines = likely_lines(brief.policy, state)
         if lines:
