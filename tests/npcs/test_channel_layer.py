@@ -27,4 +27,3 @@ async def test_a_socket_waiting_longer_than_one_blocking_pop_does_not_fail(setti
     await layer.send(channel, {"type": "npc.intents", "intents": [{"npc_id": "pell"}]})
     message = await asyncio.wait_for(waiting, 5)
     assert message["intents"] == [{"npc_id": "pell"}]
-    await layer.flush()

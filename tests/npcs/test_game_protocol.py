@@ -338,11 +338,15 @@ async def test_subscribed_npcs_get_model_intents_and_dialogue_streams_tokens(
     stop = asyncio.Event()
     loop = asyncio.create_task(IntentUpdater(tick_s=0.02).run(stop))
     try:
+        # The first push may be the micro-policy's, sent at once while Gold is asked.
         pushed = await receive(ws, timeout=30)
+        while pushed["source"] != "model":
+            assert pushed["source"] in {"policy", "cache"} and pushed["intent"] in allowed
+            pushed = await receive(ws, timeout=30)
     finally:
         stop.set()
         await loop
-    assert pushed["source"] == "model" and pushed["intent"] in allowed
+    assert pushed["intent"] in allowed
     await send(ws, type="dialogue.say", npc_id="pell", text="Who goes there?")
     tokens = []
     frame = await receive(ws, timeout=30)
