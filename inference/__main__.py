@@ -62,8 +62,12 @@ def _lower_priority(nice: int) -> None:
     scheduler first shares the CPU fairly between sessions, and a process's own nice value
     only counts inside its session. An engine started in a session of its own (as
     ``EngineProcess`` does) therefore also sets its session's nice value, where there is one.
+    Only then: a session's nice applies to everything in it, and an engine started from a
+    shell would otherwise renice the shell and all it starts afterwards.
     """
     os.nice(nice)
+    if os.getsid(0) != os.getpid():
+        return  # not our session: the process nice counts among the session's processes
     try:
         with open("/proc/self/autogroup", "w", encoding="ascii") as autogroup:
             autogroup.write(str(nice))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,30 @@ def test_launcher_command_runs_the_serve_cli_for_the_tier() -> None:
     assert cmd[cmd.index("--n-threads") + 1] == "1"
     assert engine.base_url == "http://127.0.0.1:9555"
     assert engine.served_model_name == "gold"
+
+
+def test_an_engine_outside_its_own_session_leaves_the_sessions_priority_alone() -> None:
+    """Started from a shell, the launcher must not renice the shell's whole session.
+
+    Run in a throwaway session: its leader starts a child that lowers its own priority as the
+    launcher does, then reports the session's autogroup nice value.
+    """
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("no autogroup scheduling on this kernel")
+    script = (
+        "import subprocess, sys\n"
+        "subprocess.run([sys.executable, '-c', 'from inference.__main__ import _lower_priority;"
+        " _lower_priority(19)'], check=True)\n"
+        "print(open('/proc/self/autogroup').read().split()[-1])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=True,
+        timeout=30,
+    )
+    assert done.stdout.strip() == "0"
