@@ -8,6 +8,7 @@ left running when it exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -68,11 +69,9 @@ def _lower_priority(nice: int) -> None:
     os.nice(nice)
     if os.getsid(0) != os.getpid():
         return  # not our session: the process nice counts among the session's processes
-    try:
-        with open("/proc/self/autogroup", "w", encoding="ascii") as autogroup:
-            autogroup.write(str(nice))
-    except OSError:  # no autogroup scheduling here, or not allowed: the process nice stands
-        pass
+    # No autogroup scheduling here, or not allowed: the process nice stands alone.
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write(str(nice))
 
 
 def _serve(args: argparse.Namespace) -> int:

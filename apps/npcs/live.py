@@ -10,7 +10,6 @@ embedded default it lives in the web process, and the updater runs inside that p
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import weakref
 import zlib
@@ -30,8 +29,6 @@ class LiveState:
 
 
 class LiveStore(Protocol):
-    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int: ...
-
     async def put_states(self, states: dict[str, dict[str, Any]]) -> None: ...
 
     async def get_state(self, npc_id: str) -> LiveState | None: ...
@@ -41,8 +38,6 @@ class LiveStore(Protocol):
     async def touch(self, npc_id: str) -> None: ...
 
     async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]: ...
-
-    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None: ...
 
     async def put_intents(self, intents: list[dict[str, Any]]) -> None: ...
 
@@ -64,16 +59,12 @@ class LocalLiveStore:
         self.intents: dict[str, tuple[float, dict[str, Any]]] = {}
         self.predictions: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
-        previous = self.states.get(npc_id)
-        version = (previous.version if previous else 0) + 1
-        self.states[npc_id] = LiveState(state, version)
-        self.seen[npc_id] = time.monotonic()
-        return version
-
     async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
+        now = time.monotonic()
         for npc_id, state in states.items():
-            await self.put_state(npc_id, state)
+            previous = self.states.get(npc_id)
+            self.states[npc_id] = LiveState(state, (previous.version if previous else 0) + 1)
+            self.seen[npc_id] = now
 
     async def get_state(self, npc_id: str) -> LiveState | None:
         return self.states.get(npc_id)
@@ -87,9 +78,6 @@ class LocalLiveStore:
     async def active(self, within_s: float = ACTIVE_WINDOW_S) -> list[str]:
         cutoff = time.monotonic() - within_s
         return [npc_id for npc_id, at in self.seen.items() if at >= cutoff]
-
-    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
-        self.intents[npc_id] = (time.monotonic() + ttl_ms / 1000, intent)
 
     async def put_intents(self, intents: list[dict[str, Any]]) -> None:
         now = time.monotonic()
@@ -138,10 +126,6 @@ def _live_state(raw: bytes | str | None) -> LiveState | None:
     return LiveState(orjson.loads(state), int(version))
 
 
-def _dumps(value: dict[str, Any]) -> bytes:
-    return orjson.dumps(value)
-
-
 class RedisLiveStore:
     """Shared by every process: ``<p>:states`` (a hash of NPC id → version and JSON),
     ``<p>:active`` (sorted set of last-seen times), ``<p>:intent:<id>`` (JSON with a TTL).
@@ -158,14 +142,11 @@ class RedisLiveStore:
         self._put_states = self._redis.register_script(_PUT_STATES)
         self._keys = [f"{prefix}:states", f"{prefix}:active", f"{prefix}:clock"]
 
-    async def put_state(self, npc_id: str, state: dict[str, Any]) -> int:
-        return int(await self._put_states(self._keys, [time.time(), npc_id, _dumps(state)]))
-
     async def put_states(self, states: dict[str, dict[str, Any]]) -> None:
         """Many states in one command (the web writes each socket's states every 100 ms)."""
         args: list[Any] = [time.time()]
         for npc_id, state in states.items():
-            args += (npc_id, _dumps(state))
+            args += (npc_id, orjson.dumps(state))
         await self._put_states(self._keys, args)
 
     async def get_state(self, npc_id: str) -> LiveState | None:
@@ -183,26 +164,23 @@ class RedisLiveStore:
         names = await self._redis.zrangebyscore(f"{self._p}:active", time.time() - within_s, "+inf")
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
-    async def put_intent(self, npc_id: str, intent: dict[str, Any], ttl_ms: int) -> None:
-        await self._redis.set(f"{self._p}:intent:{npc_id}", json.dumps(intent), px=ttl_ms)
-
     async def put_intents(self, intents: list[dict[str, Any]]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for intent in intents:
                 key = f"{self._p}:intent:{intent['npc_id']}"
-                pipe.set(key, _dumps(intent), px=intent["ttl_ms"])
+                pipe.set(key, orjson.dumps(intent), px=intent["ttl_ms"])
             await pipe.execute()
 
     async def get_intent(self, npc_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(f"{self._p}:intent:{npc_id}")
-        return None if raw is None else dict(json.loads(raw))
+        return None if raw is None else dict(orjson.loads(raw))
 
     async def put_prediction(self, npc_id: str, value: dict[str, Any], ttl_ms: int) -> None:
-        await self._redis.set(f"{self._p}:prediction:{npc_id}", json.dumps(value), px=ttl_ms)
+        await self._redis.set(f"{self._p}:prediction:{npc_id}", orjson.dumps(value), px=ttl_ms)
 
     async def get_prediction(self, npc_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(f"{self._p}:prediction:{npc_id}")
-        return None if raw is None else dict(json.loads(raw))
+        return None if raw is None else dict(orjson.loads(raw))
 
     async def clear(self) -> None:
         async for name in self._redis.scan_iter(f"{self._p}:*"):

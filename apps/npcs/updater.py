@@ -188,7 +188,7 @@ class IntentUpdater:
             await publish_many([intent for _brief, intent in out])
             for brief, _intent in out:
                 self.publish_due[brief.slug] = now + 1.0 / brief.hz
-                await self._maybe_predict(brief.slug, brief)
+                self._maybe_predict(brief.slug, brief)
         return len(out)
 
     def _without_model(self, brief: NpcBrief, live: LiveState) -> dict[str, Any]:
@@ -221,7 +221,7 @@ class IntentUpdater:
             if intent["source"] == "model":
                 self.last_model[slug] = intent
             await publish(intent)
-            await self._maybe_predict(slug, brief)
+            self._maybe_predict(slug, brief)
         except Exception:  # one NPC's failure must not stop the loop; the next tick retries
             logger.exception("refreshing the intent of %s failed", slug)
         finally:
@@ -229,7 +229,7 @@ class IntentUpdater:
             self.ask_due[slug] = began + max(1.0 / brief.hz, 2 * elapsed)
             self.publish_due[slug] = time.monotonic() + 1.0 / brief.hz
 
-    async def _maybe_predict(self, slug: str, brief: NpcBrief) -> None:
+    def _maybe_predict(self, slug: str, brief: NpcBrief) -> None:
         """Start precomputing a reply when the player is about to talk to the NPC.
 
         The slot is taken before anything is awaited, so two intents of one NPC published

@@ -47,9 +47,7 @@ async def slow_gold(settings: Any) -> AsyncIterator[ScriptedEngine]:
 
 
 async def move_all(fear: float) -> None:
-    store = live_store()
-    for slug in NPCS:
-        await store.put_state(slug, dict(QUIET, fear=fear))
+    await live_store().put_states({slug: dict(QUIET, fear=fear) for slug in NPCS})
 
 
 async def published() -> dict[str, dict[str, Any]]:
@@ -144,12 +142,12 @@ async def test_with_gold_down_intents_come_from_the_policy_at_the_npcs_rate(
     updater = IntentUpdater()
     stop = asyncio.Event()
     store = live_store()
-    await store.put_state("lone", QUIET)
+    await store.put_states({"lone": QUIET})
     seen: list[float] = []
     loop = asyncio.create_task(updater.run(stop))
     try:
         for tick in range(60):  # 1.2 s, the state changing every 20 ms
-            await store.put_state("lone", dict(QUIET, fear=(tick % 10) / 10))
+            await store.put_states({"lone": dict(QUIET, fear=(tick % 10) / 10)})
             intent = await store.get_intent("lone")
             if intent is not None and (not seen or intent["generated_at"] != seen[-1]):
                 assert intent["source"] == "policy"
