@@ -269,7 +269,12 @@ class GameClient:
         self, states: dict[str, NpcState], world: dict[str, Any] | None = None
     ) -> None:
         """Send many NPCs' states as ``state.batch`` frames (protocol 2): one frame per game
-        frame, split only where a frame would pass the server's size or batch limit."""
+        frame, split only where a frame would pass the server's size or batch limit. On a
+        protocol-1 connection, one ``state.update`` per NPC."""
+        if not self._batches():
+            for npc_id, state in states.items():
+                await self.send_state(npc_id, state, world)
+            return
         limit = self.welcome.max_frame_bytes if self.welcome else MAX_FRAME_BYTES
         tail = "}" if world is None else f',"world":{_dumps(world)}}}'
         items: list[str] = []
@@ -284,6 +289,11 @@ class GameClient:
         if items:
             await self._send_batch(items, tail)
 
+    def _batches(self) -> bool:
+        """Whether the connection agreed on protocol 2 (a client that skipped ``hello``
+        speaks version 1)."""
+        return self.welcome is not None and self.welcome.protocol >= 2
+
     async def _send_batch(self, items: list[str], tail: str) -> None:
         ref = _dumps(self._next_ref())
         await self._send_text(
@@ -294,7 +304,10 @@ class GameClient:
         self, npc_ids: list[str], timeout: float | None = None
     ) -> list[IntentMessage]:
         """Ask for many NPCs' current intents with ``intents.get`` (protocol 2), in requests of
-        at most ``MAX_BATCH`` NPCs; the answers also refresh the local cache."""
+        at most ``MAX_BATCH`` NPCs (one ``intent.get`` each on a protocol-1 connection); the
+        answers also refresh the local cache."""
+        if not self._batches():
+            return [await self.get_intent(npc_id, timeout) for npc_id in npc_ids]
         out: list[IntentMessage] = []
         for start in range(0, len(npc_ids), MAX_BATCH):
             chunk = npc_ids[start : start + MAX_BATCH]

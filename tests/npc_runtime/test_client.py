@@ -365,6 +365,19 @@ async def test_get_intents_asks_in_batches_and_fills_the_cache(
         assert len(pushed) == len(ids) and all(m.ref is not None for m in pushed)
 
 
+async def test_on_a_protocol_1_connection_batches_go_one_npc_at_a_time(
+    world: tuple[FakeWorld, str],
+) -> None:
+    fake, url = world
+    async with await GameClient.connect(url, "k", hello=False) as client:
+        await client.hello(protocol=1)
+        await client.send_states({"a": NpcState(npc_id="a"), "b": NpcState(npc_id="b")})
+        answers = await client.get_intents(["watchman"])
+        await _wait_for(lambda: len([m for m in fake.seen if isinstance(m, StateUpdate)]) == 2)
+    assert not [m for m in fake.seen if isinstance(m, StateBatch | IntentsGet)]
+    assert [a.npc_id for a in answers] == ["watchman"]
+
+
 async def test_unsubscribe_forgets_the_npc(world: tuple[FakeWorld, str]) -> None:
     fake, url = world
     async with await GameClient.connect(url, "k") as client:
