@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -210,3 +212,33 @@ async def test_named_tool_choice_returns_a_tool_call(gold: EngineClient) -> None
 
     assert [call.name for call in completion.tool_calls] == ["open_door"]
     assert completion.tool_calls[0].id
+
+
+def _voluntary_switches(pid: int) -> int:
+    """How often the threads of a process have gone to sleep so far (preemptions not counted:
+    they depend on whatever else the machine runs)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
+async def test_the_cpu_engine_reads_a_prompt_on_one_thread(
+    gold: EngineClient, gold_engine: EngineProcess
+) -> None:
+    """With one engine thread configured, prompt processing must stay on one thread: the
+    server's default for prompt threads is every core, and those threads woke each other at
+    every step, thousands of times a second, beside the game's processes."""
+    assert gold_engine.pid is not None
+    lore = " ".join(f"Keeper {i} saw a pale figure near the morgue." for i in range(40))
+    messages = [{"role": "system", "content": lore}, *GREETING]
+    before = _voluntary_switches(gold_engine.pid)
+    completion = await gold.chat(messages, max_tokens=1, temperature=0)
+    sleeps = _voluntary_switches(gold_engine.pid) - before
+
+    assert (completion.prompt_tokens or 0) > 300
+    # Measured for this prompt: about 60 with one thread, about 3,700 with two.
+    assert sleeps < 500, f"the engine's threads went to sleep {sleeps} times for one prompt"

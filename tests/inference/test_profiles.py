@@ -43,6 +43,8 @@ def test_gold_defaults_to_llama_cpp_serving_the_bundled_model_as_gold() -> None:
     assert _flag(argv, "--port") == "8101"
     assert _flag(argv, "--n_ctx") == "4096"
     assert _flag(argv, "--n_threads") == "1"
+    # llama-cpp-python's server would read prompts with every core otherwise
+    assert _flag(argv, "--n_threads_batch") == "1"
     assert profile.env == {"OMP_WAIT_POLICY": "PASSIVE"}
     assert _flag(argv, "--interrupt_requests") == "False"
     assert _flag(argv, "--chat_format") == "chatml-function-calling"
@@ -85,6 +87,7 @@ def test_thread_count_comes_from_argument_then_env(monkeypatch: pytest.MonkeyPat
 
     assert _flag(profile.command(), "--n_threads") == "6"
     assert _flag(profile.command(n_threads=2), "--n_threads") == "2"
+    assert _flag(profile.command(n_threads=2), "--n_threads_batch") == "2"
 
 
 def test_bad_thread_count_env_is_a_profile_error(monkeypatch: pytest.MonkeyPatch) -> None:
