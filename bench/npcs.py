@@ -339,9 +339,15 @@ def main() -> int:
             ],
             cwd=ROOT,
             env=env,
+            # Each in a session of its own, as `make run` starts them (bodybroker.stack): with
+            # autogroup scheduling a session shares the CPU as one, and in the bench's session
+            # the web process would share its turn with the load clients.
+            start_new_session=True,
         )
         processes.append(web)
-        updater = subprocess.Popen([PY, "manage.py", "run_intents"], cwd=ROOT, env=env)
+        updater = subprocess.Popen(
+            [PY, "manage.py", "run_intents"], cwd=ROOT, env=env, start_new_session=True
+        )
         processes.append(updater)
         url = f"ws://127.0.0.1:{port}/ws/game/"
         time.sleep(4)
