@@ -76,6 +76,7 @@ bench-gateway: setup  ## what the OpenAI-compatible door adds over its upstream 
 bench-npcs: setup  ## game clients × NPCs against the real stack on Redis (bench/npcs.py)
 	$(BIN)/python bench/npcs.py --npcs 10,200,1000 --seconds 20
 	$(BIN)/python bench/npcs.py --npcs 200,1000 --seconds 20 --outage
+	$(BIN)/python bench/npcs.py --npcs 200 --seconds 20 --repeat 5
 
 # Every benchmark; each prints its table and writes it under bench/results/.
 bench: bench-gateway bench-mcp bench-npcs bench-rag
