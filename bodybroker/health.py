@@ -73,8 +73,14 @@ async def check_channel_layer() -> str:
     if layer is None:
         raise RuntimeError("no channel layer configured")
     channel = await layer.new_channel("health.")
-    await layer.send(channel, {"type": "health.ping"})
-    message = await layer.receive(channel)
+    try:
+        await layer.send(channel, {"type": "health.ping"})
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+    finally:
+        # A pub/sub layer stays subscribed to a channel until told otherwise.
+        discard = getattr(layer, "discard_channel", None)
+        if discard is not None:
+            await discard(channel)
     if message.get("type") != "health.ping":
         raise RuntimeError(f"unexpected message {message!r}")
     return type(layer).__name__

@@ -116,14 +116,14 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis' pub/sub layer with a bound per socket (bodybroker/channel_layer.py):
+            # a process gets each group message once instead of one Redis round trip per
+            # socket per message.
+            "BACKEND": "bodybroker.channel_layer.BoundedPubSubChannelLayer",
             "CONFIG": {
-                # A socket waits for its next message with BZPOPMIN for 5 s at a time, and
-                # redis-py 8 times a read out after 5 s by default: the two raced, and a game
-                # socket that got no push for 5 s died with redis.TimeoutError. Reads may
-                # take longer than the longest blocking pop.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "prefix": env_str("BODYBROKER_CHANNEL_PREFIX", "bb-asgi"),
+                "capacity": env_int("BODYBROKER_CHANNEL_CAPACITY", 100, minimum=1),
             },
         }
     }

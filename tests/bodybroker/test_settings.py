@@ -66,7 +66,7 @@ def test_database_and_redis_urls_switch_to_production_services(tmp_path: Path) -
     assert conf["db"] == "django.db.backends.postgresql"
     assert conf["db_name"] == "bodybroker"
     assert conf["cache"] == "django.core.cache.backends.redis.RedisCache"
-    assert conf["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert conf["layer"] == "bodybroker.channel_layer.BoundedPubSubChannelLayer"
     assert conf["broker"] == "redis://cache.internal:6379/2"
     assert conf["gold"] == ["http://gpu-a:8000", "http://gpu-b:8000"]
 
