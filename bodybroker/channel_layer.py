@@ -1,12 +1,13 @@
 """The channel layer on Redis: channels-redis' pub/sub layer, with a bound on each channel.
 
-Why pub/sub: with ``channels_redis.core`` every message a socket receives costs the web
-process one Redis round trip (a blocking pop per message). The intent updater's group messages
-reach every game socket of a group, so at 200 NPCs on 4 sockets the web process made about 440
-round trips a second for pushes alone. With pub/sub the process is subscribed once to each group
-it has sockets in, gets each group message once, and hands it to its sockets in memory. Measured
-with ``make bench-npcs`` at 200 NPCs: push delay p50 15 → 7.5 ms, p99 28 → 14–19 ms
-(``docs/npcs.md``).
+Why pub/sub: the intent updater sends one group message per push group per pass. With
+``channels_redis.core`` each ``group_send`` costs three sequential Redis commands (expire old
+members, read the members, a script that queues the message for each), so the groups of one
+pass go out one after another, and the receiving web process then pops its messages with
+BZPOPMIN. With pub/sub a ``group_send`` is one PUBLISH, and each subscribed web process gets
+the message pushed once and hands it to its sockets in memory. Measured with
+``bench/npcs.py --npcs 200 --seconds 30``, one run each: push delay p50 17.9 → 6.4 ms and p99
+34 → 12.8 ms; web CPU per 1,000 NPC messages 11.2 → 9.8 ms (``docs/npcs.md``).
 
 Why the bound: the pub/sub layer keeps each channel's messages in an unbounded queue, so a
 socket that stops reading (a stalled client) would hold every push sent to it. Here a channel

@@ -121,7 +121,7 @@ if REDIS_URL:
             # socket per message.
             "BACKEND": "bodybroker.channel_layer.BoundedPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [REDIS_URL],
                 "prefix": env_str("BODYBROKER_CHANNEL_PREFIX", "bb-asgi"),
                 "capacity": env_int("BODYBROKER_CHANNEL_CAPACITY", 100, minimum=1),
             },

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 
-from bodybroker.channel_layer import DROPPED, BoundedPubSubChannelLayer
+from apps.router.metrics import REGISTRY
+from bodybroker.channel_layer import BoundedPubSubChannelLayer
+
+
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("bodybroker_channel_messages_dropped_total") or 0.0
 
 
 @pytest.fixture
@@ -55,6 +60,7 @@ async def test_one_group_message_reaches_every_socket_of_the_group_in_this_proce
     quiet.cancel()
     for channel in (first, second):
         await layer.group_discard("npc-intents.test", channel)
+        await layer.discard_channel(channel)
 
 
 async def test_a_socket_that_stops_reading_keeps_only_the_newest_messages(
@@ -62,19 +68,19 @@ async def test_a_socket_that_stops_reading_keeps_only_the_newest_messages(
 ) -> None:
     """A stalled client must not hold every push sent to it: past the capacity the oldest go."""
     channel = await layer.new_channel()
-    dropped_before = DROPPED._value.get()
+    dropped_before = _dropped()
     capacity = layer.capacity
     for n in range(capacity + 5):
         await layer.send(channel, {"type": "npc.intents", "n": n})
     # Messages arrive through the subscription a moment after they are published.
     queue = layer._get_layer().channels[channel]
     for _ in range(100):
-        if DROPPED._value.get() - dropped_before >= 5:
+        if _dropped() - dropped_before >= 5:
             break
         await asyncio.sleep(0.05)
 
     assert queue.qsize() == capacity
-    assert DROPPED._value.get() - dropped_before == 5
+    assert _dropped() - dropped_before == 5
     first = await asyncio.wait_for(layer.receive(channel), 5)
     assert first["n"] == 5
     await layer.discard_channel(channel)
