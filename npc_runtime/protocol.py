@@ -413,13 +413,20 @@ def _id(raw: dict[str, Any], name: str, ref: Ref, required: bool = True) -> str 
     return value
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of 309 digits or more (the standard parser reads them)
+        return False
+
+
 def _number(
     value: Any, name: str, ref: Ref, low: float | None = None, high: float | None = None
 ) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not math.isfinite(value)
+        or not _finite(value)
         or (low is not None and value < low)
         or (high is not None and value > high)
     ):

@@ -306,8 +306,8 @@ def check_npc_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if (
         isinstance(hz, bool)
         or not isinstance(hz, int | float)
+        or not low <= hz <= high  # first: isfinite raises on an integer past float's range
         or not math.isfinite(hz)
-        or not low <= hz <= high
     ):
         errors["intent_hz"] = [f"a number from {low} to {high} (intent refreshes per second)"]
     for field, (lo, hi) in (

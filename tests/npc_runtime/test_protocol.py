@@ -229,6 +229,8 @@ BAD_FRAMES: list[tuple[str | bytes, str, Any, str | None]] = [
         "s",
         "state.pos",
     ),
+    (_update('{"pos": [1, 2], "facing": 1' + "0" * 400 + "}"), "bad_field", "s", "state.facing"),
+    (_update('{"pos": [1' + "0" * 400 + ", 2]}"), "bad_field", "s", "state.pos"),
     ('{"type": "dialogue.say", "npc_id": "n", "ref": "d"}', "missing_field", "d", "text"),
     (
         '{"type": "dialogue.say", "npc_id": "n", "text": "   ", "ref": "d"}',

@@ -60,6 +60,11 @@ async def test_the_key_may_come_in_the_query_string(make_key: Callable[..., str]
         ('{"type": 5}', "bad_frame"),
         ('{"type": "teleport", "ref": "r1"}', "unknown_type"),
         ('{"type": "ping", "pad": "' + "x" * 20_000 + '"}', "too_large"),
+        # past float's range: the standard parser reads it, float() cannot take it
+        (
+            '{"type": "state.update", "npc_id": "n", "state": {"pos": [1' + "0" * 400 + ", 2]}}",
+            "bad_field",
+        ),
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_stays_open(

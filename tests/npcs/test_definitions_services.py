@@ -84,7 +84,9 @@ def test_an_npc_needs_at_least_one_safety_line(lines: Any) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("hz", [0.4, 2.01, 0, True, "1", float("nan")])
+@pytest.mark.parametrize(
+    "hz", [0.4, 2.01, 0, True, "1", float("nan"), float("inf"), pytest.param(10**400, id="10**400")]
+)
 def test_intent_rates_outside_half_to_two_hertz_are_refused(hz: Any) -> None:
     assert list(invalid(intent_hz=hz)) == ["intent_hz"]
 
