@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from npc_runtime.client import GameClient, ServerError
+from npc_runtime.client import GameClient, ServerError, _dumps, _state_item
 from npc_runtime.policies import NpcState, choose_intent
 from npc_runtime.protocol import (
     MAX_BATCH,
@@ -37,6 +37,7 @@ from npc_runtime.protocol import (
     Welcome,
     encode,
     parse_client_message,
+    state_to_wire,
 )
 
 NPCS = {"watchman": ("guard", ["idle", "patrol", "investigate", "attack"])}
@@ -422,3 +423,26 @@ async def test_frame_cost_is_measured(world: tuple[FakeWorld, str]) -> None:
         print(f"\nGameClient.frame with cached intent: {cached * 1e6:.2f} us/frame")
         print(f"GameClient.frame with choose_intent fallback: {fallback * 1e6:.2f} us/frame")
         assert client.frame("watchman", state, 1 / 60).intent == "patrol"
+
+
+@pytest.mark.parametrize("npc_id", ["watchman", "wächter-7", 'the "one"'])
+def test_a_batch_item_is_what_the_standard_encoder_writes(npc_id: str) -> None:
+    states = [
+        NpcState(npc_id=npc_id),
+        NpcState(npc_id=npc_id, x=0.1, fear=1 / 3, route=[(1.0, -2.5)], target=(3.0, 4.0), tick=7),
+    ]
+    for state in states:
+        item = _state_item(npc_id, state)
+        assert item.isascii()  # send_states counts a frame's size in characters
+        assert item == f"{_dumps(npc_id)}:{_dumps(state_to_wire(state))}"
+
+
+async def test_a_state_json_cannot_carry_is_refused_before_it_is_sent(
+    world: tuple[FakeWorld, str],
+) -> None:
+    fake, url = world
+    async with await GameClient.connect(url, "k") as client:
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="not JSON compliant"):
+                await client.send_states({"a": NpcState(npc_id="a", fear=bad)})
+    assert not any(isinstance(m, StateBatch) for m in fake.seen)

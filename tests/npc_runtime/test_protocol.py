@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from npc_runtime import protocol
 from npc_runtime.policies import NpcState
 from npc_runtime.protocol import (
     CLIENT_TYPES,
@@ -295,6 +296,69 @@ def test_bad_frames_are_rejected_with_their_code_ref_and_field(
     assert error.code in ERROR_CODES
     frame = json.loads(encode(error.to_error()))
     assert frame["type"] == "error" and frame["code"] == code and frame["ref"] == ref
+
+
+def _state_variants() -> list[Any]:
+    """Well-formed states and, from each, one field at a time made wrong in every way a JSON
+    frame (or the standard parser's NaN and Infinity) can make it."""
+    good = [
+        state_to_wire(NpcState(npc_id="n")),
+        state_to_wire(NpcState(npc_id="n", x=3, player_visible=True, route=[(1.0, 2.0)])),
+        {"pos": [1, 2]},
+        {"pos": [1.5, -2], "player": {"visible": True}},
+        {"pos": [0, 0], "player": {"pos": [3, 4]}, "target": [1, 1], "tick": 0},
+    ]
+    wrong: list[Any] = [
+        None, True, False, "1", [], {}, 0, 1, 0.5, 2, -1, -0.0, 1.5e308, 10**400,
+        float("nan"), float("inf"), -float("inf"), [1.0], [1.0, 2.0], [1.0, "a"],
+        [True, 1.0], [1.0, float("nan")], [1.0, float("inf")], [1.0, 2.0, 3.0], [[0, 0]],
+        {"pos": [0, 0]}, {"visible": 1}, {"visible": True, "x": 1}, {"pos": [1]},
+    ]  # fmt: skip
+    fields = ["pos", "facing", "health", "fear", "noise", "tick", "player", "route", "target"]
+    variants: list[Any] = [*good, None, [], "state", {"pos": [0, 0], "hp": 1}]
+    for base in good:
+        for name in fields:
+            variants.append({k: v for k, v in base.items() if k != name})
+            variants.extend({**base, name: value} for value in wrong)
+        variants.extend({**base, "player": {**base.get("player", {}), "pos": v}} for v in wrong)
+        variants.extend({**base, "player": {"visible": v}} for v in wrong)
+    return variants
+
+
+def test_the_one_pass_state_check_never_accepts_what_the_field_by_field_check_refuses() -> None:
+    variants = _state_variants()
+    taken = 0
+    for state in variants:
+        if protocol._state_is_plain(state):
+            taken += 1
+            assert protocol._state_checked(state, None) is state, state
+    # Game states as the client library sends them take the fast path; the rest are checked
+    # field by field (and named when wrong, as the bad-frame tests above check).
+    assert protocol._state_is_plain(state_to_wire(NpcState(npc_id="n", player_visible=True)))
+    assert 100 < taken < len(variants) - 500
+
+
+def test_intent_items_with_a_wrong_field_are_refused_by_the_client() -> None:
+    item = {
+        "npc_id": "n",
+        "intent": "idle",
+        "args": {},
+        "source": "model",
+        "generated_at": 1.5,
+        "ttl_ms": 2000,
+    }
+    frame = {"type": "intents", "ref": "r", "intents": [item]}
+    assert parse_server_message(json.dumps(frame)) == IntentsMessage(
+        intents=[IntentMessage("n", "idle", {}, "model", 1.5, 2000, "r")], ref="r"
+    )
+    for name, value in [
+        ("npc_id", 3), ("intent", None), ("source", ["model"]), ("args", [1]),
+        ("generated_at", "now"), ("generated_at", True), ("ttl_ms", False), ("ttl_ms", None),
+    ]:  # fmt: skip
+        bad = {**frame, "intents": [{**item, name: value}]}
+        with pytest.raises(ProtocolError) as caught:
+            parse_server_message(json.dumps(bad))
+        assert caught.value.code == "bad_field", (name, value)
 
 
 def test_batches_are_limited_in_size() -> None:
