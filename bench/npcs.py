@@ -2,7 +2,8 @@
 
 ``make bench-npcs`` runs it. It starts the real processes — both CPU engines, the ASGI web
 server, and the intent updater (``run_intents``) on Redis — creates N NPCs, then connects K game
-clients (``npc_runtime.client.GameClient``, protocol 2) that subscribe to them. Each game frame
+clients (``npc_runtime.client.GameClient``, protocol 2, each in a process of its own) that
+subscribe to them, once the web process is quiet after its warm-up. Each game frame
 (``--hz``) a client sends every NPC's state in one ``state.batch`` and, every ``--get-every``
 frames, asks every NPC's intent in one ``intents.get``. It measures:
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +59,36 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_quiet(
+    pids: list[int], *, below: float = 0.1, for_s: float = 1.0, at_most: float = 90.0
+) -> float:
+    """Wait until every process in ``pids`` uses under ``below`` of a core over ``for_s``
+    seconds (their warm-up is done), at most ``at_most`` seconds; returns the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < at_most:
+        before = [cpu_seconds(pid) or 0.0 for pid in pids]
+        time.sleep(for_s)
+        after = [cpu_seconds(pid) or 0.0 for pid in pids]
+        if all(b - a < below * for_s for a, b in zip(before, after, strict=True)):
+            break
+    return time.monotonic() - began
+
+
 def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "p50": pct(values, 0.5),
+        "p90": pct(values, 0.9),
+        "p99": pct(values, 0.99),
+        "max": pct(values, 1.0),
+        "n": len(values),
+    }
 
 
 class Client:
@@ -73,6 +101,7 @@ class Client:
         self.url, self.key, self.npcs, self.hz, self.get_every = url, key, npcs, hz, get_every
         self.phase = phase  # where in the frame period this game's frames fall (0..1)
         self.rtt_ms: list[float] = []
+        self.rtt_in_outage_ms: list[float] = []
         self.push_ms: list[float] = []
         self.last_push: dict[str, float] = {}
         self.max_gap: dict[str, float] = {}
@@ -134,7 +163,10 @@ class Client:
     async def _get(self, client: GameClient) -> None:
         began = time.perf_counter()
         await client.get_intents(self.npcs)
-        self.rtt_ms.append((time.perf_counter() - began) * 1000)
+        rtt_ms = (time.perf_counter() - began) * 1000
+        self.rtt_ms.append(rtt_ms)
+        if self.outage_at is not None and time.time() > self.outage_at:
+            self.rtt_in_outage_ms.append(rtt_ms)
         self.frames += 1
         self.npc_messages += len(self.npcs)
 
@@ -178,7 +210,19 @@ async def dialogue_ttft(url: str, key: str, npc: str) -> dict[str, Any]:
     return {"ms": None if first is None else round(first, 1), "source": source}
 
 
-async def load(
+def _play(players: list[Client], until: float, results: Connection) -> None:
+    """Game clients in a process of their own: run them, send back what they measured and the
+    CPU seconds they used."""
+    began = time.process_time()
+
+    async def play() -> None:
+        await asyncio.gather(*(player.run(until) for player in players))
+
+    asyncio.run(play())
+    results.send(([player.__dict__ for player in players], time.process_time() - began))
+
+
+def load(
     url: str,
     key: str,
     npcs: list[str],
@@ -188,6 +232,7 @@ async def load(
     seconds: float,
     outage: list[EngineProcess] | None,
     lockstep: bool = False,
+    one_process: bool = False,
 ) -> dict[str, Any]:
     shares = [npcs[i::clients] for i in range(clients)]
     # Separate games do not render their frames in step: each client's frames fall at its own
@@ -198,20 +243,36 @@ async def load(
         if share
     ]
     until = time.monotonic() + seconds
-    tasks = [asyncio.create_task(p.run(until)) for p in players]
     if outage:
-        await asyncio.sleep(seconds / 2)
+        # Asks already out when the engines die may still land as model answers; a moment
+        # after the kill every intent must come from the cache or the micro-policies.
+        for player in players:
+            player.outage_at = time.time() + seconds / 2 + OUTAGE_GRACE_S
+    # Each game client is a process of its own, as games are: in one process the clients'
+    # reads queue behind each other, which is the load generator's delay, not the server's.
+    context = multiprocessing.get_context("fork")
+    running = []
+    for group in [players] if one_process else [[player] for player in players]:
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_play, args=(group, until, sender), daemon=True)
+        process.start()
+        running.append((process, receiver, group))
+    if outage:
+        time.sleep(max(0.0, until - seconds / 2 - time.monotonic()))
         for engine in outage:
             engine.stop(grace=0)
-        # Asks already out when the engines died may still land as model answers; after a
-        # moment every intent must come from the cache or the micro-policies.
-        for player in players:
-            player.outage_at = time.time() + OUTAGE_GRACE_S
-    await asyncio.gather(*tasks)
+    clients_cpu_s = 0.0
+    for process, receiver, group in running:
+        measured, cpu_s = receiver.recv()  # EOFError if a client process died: the run fails
+        for player, state in zip(group, measured, strict=True):
+            player.__dict__.update(state)
+        clients_cpu_s += cpu_s
+        process.join()
     ended = time.time()
     for player in players:
         player.finish(ended)
     rtt = [v for p in players for v in p.rtt_ms]
+    rtt_in_outage = [v for p in players for v in p.rtt_in_outage_ms]
     push = [v for p in players for v in p.push_ms]
     gaps = {npc: gap for p in players for npc, gap in p.max_gap.items()}
     model_gaps = {npc: gap for p in players for npc, gap in p.max_model_gap.items()}
@@ -225,13 +286,7 @@ async def load(
         for source, n in p.sources_in_outage.items():
             in_outage[source] = in_outage.get(source, 0) + n
     return {
-        "intent_get_ms": {
-            "p50": pct(rtt, 0.5),
-            "p90": pct(rtt, 0.9),
-            "p99": pct(rtt, 0.99),
-            "max": pct(rtt, 1.0),
-            "n": len(rtt),
-        },
+        "intent_get_ms": _spread(rtt),
         "push_delay_ms": {"p50": pct(push, 0.5), "p99": pct(push, 0.99), "n": len(push)},
         "fresh_share": round(fresh / len(npcs), 3),
         "model_fresh_share": round(model_fresh / len(npcs), 3),
@@ -242,7 +297,9 @@ async def load(
         "first_error": next((p.errors[0] for p in players if p.errors), None),
         "dropped": sum(p.dropped for p in players),
         "sources": sources,
+        "load_clients_cpu_s": clients_cpu_s,
         **({"sources_in_outage": in_outage} if outage else {}),
+        **({"intent_get_in_outage_ms": _spread(rtt_in_outage)} if outage else {}),
     }
 
 
@@ -256,6 +313,11 @@ def main() -> int:
     parser.add_argument("--outage", action="store_true", help="kill the engines halfway")
     parser.add_argument(
         "--lockstep", action="store_true", help="every client sends its frames at the same moment"
+    )
+    parser.add_argument(
+        "--clients-in-one-process",
+        action="store_true",
+        help="run every game client in one process (one event loop), as before 2026-12-01",
     )
     parser.add_argument(
         "--repeat",
@@ -359,9 +421,12 @@ def main() -> int:
         url = f"ws://127.0.0.1:{port}/ws/game/"
         time.sleep(4)
         # Warm up: the first game socket loads the lore embedder and the first replies fill the
-        # engines' prompt caches; none of that belongs in the measured CPU or latencies.
+        # engines' prompt caches; none of that belongs in the measured CPU or latencies. The
+        # embedder loads in a worker thread of the web process that holds the GIL, for 5 s on
+        # a fast machine and over 12 s on a slow one: the load starts once the web is quiet.
         asyncio.run(dialogue_ttft(url, key, "bench-0000"))
-        time.sleep(2)
+        waited = wait_quiet([web.pid])
+        print(f"warm-up: the web process was quiet after {waited:.1f} s", flush=True)
         for count in [count for count in counts for _ in range(args.repeat)]:
             if args.outage and not all(engine.running for engine in engines):
                 # Every count starts with live engines (the last one killed them), and once the
@@ -378,20 +443,18 @@ def main() -> int:
                 "silver": engines[1].pid,
             }
             before = {name: cpu_seconds(pid) for name, pid in watched.items()}
-            own_before = time.process_time()
             started = time.monotonic()
-            outcome = asyncio.run(
-                load(
-                    url,
-                    key,
-                    npcs,
-                    args.clients,
-                    args.hz,
-                    args.get_every,
-                    args.seconds,
-                    engines if args.outage else None,
-                    args.lockstep,
-                )
+            outcome = load(
+                url,
+                key,
+                npcs,
+                args.clients,
+                args.hz,
+                args.get_every,
+                args.seconds,
+                engines if args.outage else None,
+                args.lockstep,
+                args.clients_in_one_process,
             )
             wall = time.monotonic() - started
             used: dict[str, float] = {}
@@ -399,7 +462,7 @@ def main() -> int:
                 now_s, then_s = cpu_seconds(pid), before[name]
                 if now_s is not None and then_s is not None:
                     used[name] = now_s - then_s
-            used["load_clients"] = time.process_time() - own_before
+            used["load_clients"] = outcome.pop("load_clients_cpu_s")
             cpu = used["web"]
             outcome.update(
                 npcs=count,
@@ -414,6 +477,7 @@ def main() -> int:
                 ),
                 outage=args.outage,
                 lockstep=args.lockstep,
+                clients_in_one_process=args.clients_in_one_process,
                 cpu_cores_used={name: round(seconds / wall, 2) for name, seconds in used.items()},
             )
             if not args.outage:
