@@ -417,7 +417,7 @@ def _id(raw: dict[str, Any], name: str, ref: Ref, required: bool = True) -> str 
 def _finite(value: float) -> bool:
     try:
         return math.isfinite(value)
-    except OverflowError:  # an integer of 309 digits or more (the standard parser reads them)
+    except OverflowError:  # an integer past float's range, 1.8e308 (the standard parser reads it)
         return False
 
 
