@@ -67,15 +67,16 @@ def _state_item(npc_id: str, state: NpcState) -> str:
     """``"<npc_id>":<state_to_wire(state)>``, compact, for a ``state.batch``."""
     if orjson is None:
         return f"{_dumps(npc_id)}:{_dumps(state_to_wire(state))}"
-    wire = orjson.dumps(state_to_wire(state))
-    if b"null" in wire:
+    wire = state_to_wire(state)
+    text = orjson.dumps(wire).decode()
+    if "null" in text:
         # orjson writes NaN and infinities as null; the standard encoder refuses them, as
         # this library always has (a wire state holds only numbers and booleans).
-        wire = _dumps(state_to_wire(state)).encode()
+        text = _dumps(wire)
     key = orjson.dumps(npc_id).decode()
     if not key.isascii():  # the batch's size is counted in characters: keep frames ASCII
         key = _dumps(npc_id)
-    return f"{key}:{wire.decode()}"
+    return f"{key}:{text}"
 
 
 class ServerError(Exception):
