@@ -287,7 +287,7 @@ def load(
             in_outage[source] = in_outage.get(source, 0) + n
     return {
         "intent_get_ms": _spread(rtt),
-        "push_delay_ms": {"p50": pct(push, 0.5), "p99": pct(push, 0.99), "n": len(push)},
+        "push_delay_ms": _spread(push),
         "fresh_share": round(fresh / len(npcs), 3),
         "model_fresh_share": round(model_fresh / len(npcs), 3),
         "model_intents_per_s": round(sources.get("model", 0) / seconds, 2),
