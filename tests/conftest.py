@@ -83,6 +83,30 @@ def bearer(raw_key: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {raw_key}"}
 
 
+# --- the test database -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, which can then be dropped at the end of the session.
+
+    Worker threads of the in-process ASGI servers and of ``sync_to_async`` keep the database
+    connections they opened, and PostgreSQL refuses to drop a database that still has sessions
+    ("database "test_test" is being accessed by other users"): the suite's own stray
+    sessions are ended first, so no test database is left behind.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 # --- real processes ----------------------------------------------------------------------------
 
 
