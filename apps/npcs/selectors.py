@@ -7,9 +7,16 @@ import re
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
-from apps.npcs.models import GameStateEvent, Npc, NpcState, WorldState
+from apps.npcs.models import (
+    Conversation,
+    DialogueTurn,
+    GameStateEvent,
+    Npc,
+    NpcState,
+    WorldState,
+)
 
 STATE_CACHE_TTL_S = 5
 SUBJECT = re.compile(r"^(npc|world):([a-z0-9][a-z0-9_-]{0,99})$")
@@ -91,6 +98,25 @@ def npcs_list(*, active: bool | None = None, archetype: str = "") -> QuerySet[Np
     if archetype:
         npcs = npcs.filter(archetype=archetype)
     return npcs
+
+
+def npc_opening_lines(*, slug: str, conversations: int = 200) -> list[str]:
+    """What players said first to the NPC, in its latest ``conversations`` conversations
+    (newest first; conversations where the player has not spoken yet are left out)."""
+    first_line = (
+        DialogueTurn.objects.filter(
+            conversation=OuterRef("pk"), speaker=DialogueTurn.Speaker.PLAYER
+        )
+        .order_by("created_at", "id")
+        .values("text")[:1]
+    )
+    openings = (
+        Conversation.objects.filter(npc_slug=slug)
+        .order_by("-started_at")
+        .annotate(opening=Subquery(first_line))
+        .values_list("opening", flat=True)[:conversations]
+    )
+    return [line for line in openings if line]
 
 
 def _clip(text: str, limit: int) -> str:

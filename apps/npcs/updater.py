@@ -40,7 +40,7 @@ from prometheus_client import Counter, Histogram
 from apps.npcs import dialogue
 from apps.npcs.intents import NpcBrief, decide_intent, npc_briefs, policy_intent
 from apps.npcs.live import LiveState, LiveStore, intent_group, live_store
-from apps.npcs.prediction import likely_lines, predict
+from apps.npcs.prediction import about_to_talk, likeliest_line, predict
 from apps.router.metrics import REGISTRY
 from npc_runtime.policies import NpcState, intent_args
 from npc_runtime.protocol import state_from_wire
@@ -240,18 +240,17 @@ class IntentUpdater:
             return
         if len(self.predicting) >= self.prediction_slots:
             return  # Silver's time goes to players who are speaking, not to guesses
-        lines = likely_lines(brief.policy, state)
-        if lines:
-            task = asyncio.get_running_loop().create_task(self._predict(slug, lines[0]))
+        if about_to_talk(state):
+            task = asyncio.get_running_loop().create_task(self._predict(slug, brief.policy))
             self.predicting[slug] = task
 
-    async def _predict(self, slug: str, line: str) -> None:
+    async def _predict(self, slug: str, policy: str) -> None:
         try:
             if await live_store().get_prediction(slug) is not None:
                 return  # one is still fresh
             who = await dialogue.speaker(slug)
             if who is not None:
-                await predict(who, line)
+                await predict(who, await likeliest_line(slug, policy))
         except Exception:
             logger.exception("predicting a reply for %s failed", slug)
         finally:

@@ -375,10 +375,11 @@ async def test_a_flood_is_refused_then_closed(make_key: Callable[..., str], sett
     assert closed["code"] == 1008
 
 
-async def test_a_reply_predicted_before_the_player_speaks_is_sent_from_the_prediction(
-    make_key: Callable[..., str], settings: Any
-) -> None:
-    from apps.npcs import prediction
+async def predict_then_say(
+    make_key: Callable[..., str], settings: Any, said: str
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Pell's player comes close, the updater has Silver answer the likeliest line, then the
+    player says ``said``: the prediction, the ``dialogue.done`` frame, and Silver's requests."""
     from tests.support.scripted_engine import ScriptedEngine, streamed
 
     async with ScriptedEngine(streamed("The gate stays shut tonight.")) as silver:
@@ -388,7 +389,6 @@ async def test_a_reply_predicted_before_the_player_speaks_is_sent_from_the_predi
             "bronze": {"urls": [], "model": "bronze", "fallback_urls": []},
         }
         settings.BODYBROKER_ENGINE_TIMEOUTS = {"connect": 0.3, "first_token": 2, "total": 5}
-        await watchman()
         ws = await connect(make_key)
         await send(ws, type="npc.subscribe", npc_id="pell")
         await receive(ws)
@@ -397,35 +397,97 @@ async def test_a_reply_predicted_before_the_player_speaks_is_sent_from_the_predi
         loop = asyncio.create_task(IntentUpdater(tick_s=0.02).run(stop))
         try:
             for _ in range(250):
-                if await live_store().get_prediction("pell") is not None:
+                predicted = await live_store().get_prediction("pell")
+                if predicted is not None:
                     break
                 await asyncio.sleep(0.02)
         finally:
             stop.set()
             await loop
-        assert len(silver.requests) == 1  # the prediction, made before anyone spoke
-        before = prediction.hit_rate()
-        await send(ws, type="dialogue.say", npc_id="pell", text="let me THROUGH")
-        frames = [await receive(ws)]
-        while frames[-1]["type"] != "dialogue.done":
-            if frames[-1]["type"] == "intent":
-                frames.pop()
-            frames.append(await receive(ws))
-        done = frames[-1]
-        assert (done["source"], done["text"]) == ("prediction", "The gate stays shut tonight.")
-        assert len(silver.requests) == 1  # answered without asking Silver again
-        assert prediction.hit_rate() is not None and prediction.hit_rate() != before
+        assert predicted is not None and len(silver.requests) == 1  # before anyone spoke
+        await send(ws, type="dialogue.say", npc_id="pell", text=said)
+        frame = await receive(ws)
+        while frame["type"] != "dialogue.done":
+            frame = await receive(ws)
         await ws.disconnect()
+        return predicted, frame, len(silver.requests)
+
+
+async def test_a_reply_predicted_before_the_player_speaks_is_sent_from_the_prediction(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    from apps.npcs import prediction
+
+    await watchman()
+    before = prediction.hit_rate()
+    predicted, done, asked = await predict_then_say(make_key, settings, "let me THROUGH")
+    assert predicted["line"] == "Let me through."  # a guard's first likely line
+    assert (done["source"], done["text"]) == ("prediction", "The gate stays shut tonight.")
+    assert asked == 1  # answered without asking Silver again
+    assert prediction.hit_rate() is not None and prediction.hit_rate() != before
+
+
+async def test_what_players_keep_saying_first_to_an_npc_is_the_line_predicted(
+    make_key: Callable[..., str], settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.npcs.models import Conversation
+
+    await watchman()
+
+    @sync_to_async
+    def converse(minutes_ago: int, *lines: str) -> None:
+        conversation = Conversation.objects.create(npc_slug="pell")
+        Conversation.objects.filter(pk=conversation.pk).update(
+            started_at=timezone.now() - timedelta(minutes=minutes_ago)
+        )
+        for line in lines:
+            DialogueTurn.objects.create(conversation=conversation, speaker="player", text=line)
+            DialogueTurn.objects.create(conversation=conversation, speaker="npc", text="Hm.")
+
+    await converse(30, "Let me through.")
+    await converse(20, "Have you seen my sister?", "Let me through.")
+    await converse(10, "have you seen my sister")
+
+    predicted, done, asked = await predict_then_say(make_key, settings, "Have you seen my SISTER?")
+    assert predicted["line"] == "have you seen my sister"  # said first twice, newest spelling
+    assert (done["source"], asked) == ("prediction", 1)
 
 
 def test_the_player_is_only_predicted_to_talk_when_close_and_in_sight() -> None:
-    from apps.npcs.prediction import likely_lines, similarity, words
+    from apps.npcs.prediction import about_to_talk, similarity, words
     from npc_runtime.policies import NpcState
 
     near = NpcState(npc_id="x", player_visible=True, player_x=3, player_y=0)
     far = NpcState(npc_id="x", player_visible=True, player_x=30, player_y=0)
     hidden = NpcState(npc_id="x", player_visible=False, player_x=1, player_y=0)
-    assert likely_lines("guard", near) and not likely_lines("guard", far)
-    assert not likely_lines("guard", hidden)
+    assert about_to_talk(near) and not about_to_talk(far) and not about_to_talk(hidden)
     assert similarity(words("Who goes there?"), words("who goes THERE")) == 1.0
     assert similarity(words("Open the gate"), words("Who goes there?")) < 0.6
+
+
+def test_opening_lines_players_repeat_come_before_the_micro_policys_own() -> None:
+    from apps.npcs.prediction import learned_lines, likely_lines
+
+    openings = [  # newest first
+        "Who goes there?!",
+        "Where is the key?",
+        "where's the key",  # a different word ("where's"): a group of its own
+        "Where is the key",
+        "who goes there",
+        "Once only.",
+        "",
+    ]
+    learned = learned_lines(openings)
+    assert learned == ("Who goes there?!", "Where is the key?")  # twice each; the newer first
+    assert likely_lines("guard", learned) == (
+        "Who goes there?!",
+        "Where is the key?",
+        "Let me through.",
+        "What are you guarding?",  # the table's "Who goes there?" is already learned
+    )
+    assert likely_lines("guard") == ("Let me through.", "What are you guarding?", "Who goes there?")
+    assert likely_lines("unknown-policy")[0] == "Are you all right?"  # a civilian's, by default
