@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint fmt type check bench bench-gateway bench-rag bench-npcs setup clean-var help
+.PHONY: run test lint fmt type check bench bench-gateway bench-rag bench-npcs bench-gold-prompt setup clean-var help
 
 help:
 	@echo "make run    set up, migrate, seed demo content, start every process (Ctrl-C stops all)"
@@ -78,5 +78,8 @@ bench-npcs: setup  ## game clients × NPCs against the real stack on Redis (benc
 	$(BIN)/python bench/npcs.py --npcs 200,1000 --seconds 20 --outage
 	$(BIN)/python bench/npcs.py --npcs 200 --seconds 20 --repeat 5
 
+bench-gold-prompt: setup  ## intent request order on the CPU Gold engine (bench/gold_prompt.py)
+	$(BIN)/python bench/gold_prompt.py
+
 # Every benchmark; each prints its table and writes it under bench/results/.
-bench: bench-gateway bench-mcp bench-npcs bench-rag
+bench: bench-gateway bench-mcp bench-npcs bench-gold-prompt bench-rag

@@ -161,22 +161,30 @@ async def test_with_gold_down_intents_come_from_the_policy_at_the_npcs_rate(
     await store.clear()
 
 
-def test_the_model_may_only_choose_intents_the_state_can_carry_out() -> None:
+def guard_brief(slug: str = "pell", persona: str = "You are Old Pell.") -> Any:
+    """A guard's brief, as the updater reads it from its definition."""
     from apps.npcs.archetypes import archetype_intents
-    from apps.npcs.intents import NpcBrief, intent_request
-    from npc_runtime.policies import Intent, NpcState, allowed_names
+    from apps.npcs.intents import NpcBrief
+    from npc_runtime.policies import allowed_names
 
     raw = tuple(archetype_intents("guard"))
-    brief = NpcBrief(
-        slug="pell",
+    return NpcBrief(
+        slug=slug,
         policy="guard",
         allowed=tuple(sorted(allowed_names(raw))),
         allowed_raw=raw,
         default_intent="idle",
-        prompt="You are Old Pell.",
+        prompt=persona,
         hz=1.0,
         max_tokens=8,
     )
+
+
+def test_the_model_may_only_choose_intents_the_state_can_carry_out() -> None:
+    from apps.npcs.intents import intent_request
+    from npc_runtime.policies import Intent, NpcState
+
+    brief = guard_brief()
 
     def offered(state: NpcState) -> list[str]:
         request = intent_request(brief, state, Intent("idle", {}))
@@ -189,3 +197,21 @@ def test_the_model_may_only_choose_intents_the_state_can_carry_out() -> None:
     assert {"attack", "approach_player", "follow", "investigate"} <= set(offered(seen))
     walking = NpcState(npc_id="pell", route=[(0, 0), (5, 0)])
     assert "patrol" in offered(walking) and "attack" not in offered(walking)
+
+
+def test_every_npcs_intent_request_begins_with_the_same_instruction() -> None:
+    """A one-slot CPU engine reuses what the previous request began with: the instruction all
+    NPCs share comes first, each NPC's persona after it (bench/gold_prompt.py)."""
+    from apps.npcs.intents import INTENT_INSTRUCTION, intent_request
+    from npc_runtime.policies import Intent, NpcState
+
+    def system_prompt(slug: str, persona: str) -> str:
+        brief = guard_brief(slug, persona)
+        request = intent_request(brief, NpcState(npc_id=slug), Intent("idle", {}))
+        return str(request.messages[0]["content"])
+
+    pell = system_prompt("pell", "You are Old Pell, night watchman.")
+    mara = system_prompt("mara", "You are Mara, a ferrywoman.")
+    assert pell.startswith(INTENT_INSTRUCTION) and mara.startswith(INTENT_INSTRUCTION)
+    assert pell.endswith("You are Old Pell, night watchman.")
+    assert mara.endswith("You are Mara, a ferrywoman.")
