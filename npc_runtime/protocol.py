@@ -46,6 +46,7 @@ TOO_LARGE = "too_large"
 # Error codes the server uses for valid frames it cannot serve.
 UNSUPPORTED_VERSION = "unsupported_version"
 UNAUTHORIZED = "unauthorized"
+KEY_REVOKED = "key_revoked"  # then the server closes the socket (code KEY_REVOKED_CLOSE_CODE)
 UNKNOWN_NPC = "unknown_npc"
 NOT_SUBSCRIBED = "not_subscribed"
 RATE_LIMITED = "rate_limited"
@@ -62,6 +63,7 @@ ERROR_CODES: frozenset[str] = frozenset(
         TOO_LARGE,
         UNSUPPORTED_VERSION,
         UNAUTHORIZED,
+        KEY_REVOKED,
         UNKNOWN_NPC,
         NOT_SUBSCRIBED,
         RATE_LIMITED,
@@ -69,6 +71,10 @@ ERROR_CODES: frozenset[str] = frozenset(
         INTERNAL,
     }
 )
+
+# The websocket close code after ``key_revoked``: 4000 + HTTP 401. Reconnecting with the same
+# key is refused (HTTP 403 on the handshake).
+KEY_REVOKED_CLOSE_CODE = 4401
 
 Ref = str | int | None
 

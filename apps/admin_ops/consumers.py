@@ -10,22 +10,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.generic.websocket import AsyncWebsocketConsumer
-
 from apps.admin_ops.services import APPROVALS_GROUP
 from apps.security.scopes import ADMIN
+from apps.security.websocket import KeyBoundConsumer
 
 
-class ApprovalsConsumer(AsyncWebsocketConsumer):
+class ApprovalsConsumer(KeyBoundConsumer):
     async def connect(self) -> None:
         if ADMIN not in self.scope.get("scopes", frozenset()):
             await self.close()  # before accept: the handshake is refused with 403
             return
         await self.channel_layer.group_add(APPROVALS_GROUP, self.channel_name)
+        await self.follow_key()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(APPROVALS_GROUP, self.channel_name)
+        await self.unfollow_key()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

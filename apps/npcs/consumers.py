@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.npcs import dialogue, prediction, updater
 from apps.npcs.intents import NpcBrief, npc_brief, policy_intent
 from apps.npcs.live import intent_group, live_store
 from apps.security.scopes import GAME
+from apps.security.websocket import KeyBoundConsumer
 from npc_runtime import protocol as p
 from npc_runtime.policies import NpcState
 from npc_runtime.protocol import ProtocolError, state_from_wire
@@ -33,7 +33,7 @@ MAX_SUBSCRIPTIONS = 1000
 STATE_FLUSH_S = 0.1
 
 
-class GameConsumer(AsyncWebsocketConsumer):
+class GameConsumer(KeyBoundConsumer):
     async def connect(self) -> None:
         if GAME not in self.scope.get("scopes", frozenset()):
             # Closing before accept makes the server answer the handshake with HTTP 403.
@@ -54,6 +54,7 @@ class GameConsumer(AsyncWebsocketConsumer):
         self.intents: dict[str, tuple[float, dict[str, Any]]] = {}
         self.flusher: asyncio.Task[None] | None = None
         dialogue.warm_lore_soon()
+        await self.follow_key()
         await self.accept()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -77,6 +78,7 @@ class GameConsumer(AsyncWebsocketConsumer):
             await self._flush_states()
         for group in getattr(self, "groups", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
+        await self.unfollow_key()
 
     # --- frames in -------------------------------------------------------------------------
 

@@ -14,11 +14,11 @@ import json
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 
 from apps.router import selectors, services
 from apps.security.scopes import ADMIN, JOBS
+from apps.security.websocket import KeyBoundConsumer
 
 MAX_SUBSCRIPTIONS = 50
 POLL_S = 1.0
@@ -35,13 +35,14 @@ def _job_event(scope: dict[str, Any], job_id: str) -> dict[str, Any] | None:
     return None if job is None else services.job_event(job)
 
 
-class JobConsumer(AsyncWebsocketConsumer):
+class JobConsumer(KeyBoundConsumer):
     async def connect(self) -> None:
         if JOBS not in self.scope.get("scopes", frozenset()):
             await self.close()
             return
         self.jobs: dict[str, dict[str, Any]] = {}
         self.poller: asyncio.Task[None] | None = None
+        await self.follow_key()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -49,6 +50,7 @@ class JobConsumer(AsyncWebsocketConsumer):
             self.poller.cancel()  # type: ignore[union-attr]
         for job_id in list(getattr(self, "jobs", {})):
             await self.channel_layer.group_discard(services.job_group(job_id), self.channel_name)
+        await self.unfollow_key()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

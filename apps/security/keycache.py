@@ -2,7 +2,8 @@
 
 A key's row is read once and then served from memory for ``TTL_S`` seconds, misses included, so
 a flood of requests with a wrong key costs one query per few seconds, not one per request. The
-price: revoking a key takes up to ``TTL_S`` to reach a gateway process.
+price: revoking a key takes up to ``TTL_S`` to reach a gateway process (the process that revokes
+it forgets its lookups at once).
 """
 
 from __future__ import annotations
@@ -39,5 +40,5 @@ async def cached_api_key(raw: str) -> ApiKey | None:
 
 
 def forget_all() -> None:
-    """Drop every cached lookup (tests, and after revoking keys in bulk)."""
+    """Drop every cached lookup (after a revocation, and in tests)."""
     _cache.clear()

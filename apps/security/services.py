@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
 from apps.security.models import ApiKey
 from apps.security.scopes import ROLES, parse_scopes
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX_BYTES = 6  # 12 hex characters: public, unique, finds the row
 KEY_SECRET_BYTES = 24  # 192 bits of secret
@@ -47,14 +52,31 @@ def api_key_create(
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revoke a key; it stops authenticating at once. Revoking twice keeps the first time."""
+    """Revoke a key; it stops authenticating at once, and the websockets opened with it are
+    closed once the revocation is committed. Revoking twice keeps the first time."""
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
         from apps.admin_ops.services import audit_api_key
 
         audit_api_key(key=key, action="api_key.revoke")
+        prefix = key.prefix
+        transaction.on_commit(lambda: _close_sockets_of(prefix))
     return key
+
+
+def _close_sockets_of(prefix: str) -> None:
+    """Tell every process on the channel layer to close the sockets opened with this key."""
+    from apps.security import keycache  # both import this module's digest_key
+    from apps.security.websocket import api_key_group
+
+    keycache.forget_all()  # this process's gateway stops accepting it at once too
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            api_key_group(prefix), {"type": "api_key.revoked"}
+        )
+    except Exception:  # the key is revoked either way; its open sockets are what is at stake
+        logger.exception("closing the websockets of revoked key %s failed", prefix)
 
 
 def roles_ensure() -> list[Group]:
