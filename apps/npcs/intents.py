@@ -135,8 +135,8 @@ def feasible(brief: NpcBrief, state: NpcState) -> list[str]:
 
 
 # First in every intent request. Measured on the CPU Gold engine (one thread, SmolLM2-135M, a
-# different NPC each request, 71 prompt tokens): 480 ms a request with it first, 568 ms with
-# the persona first (bench/gold_prompt.py).
+# different NPC each request, 80 prompt tokens): 534 ms a request with it first, 606 ms with
+# the persona first (`make bench-gold-prompt`).
 INTENT_INSTRUCTION = "Choose what you do next, as one word from the list."
 
 
