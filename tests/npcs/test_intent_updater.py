@@ -161,14 +161,13 @@ async def test_with_gold_down_intents_come_from_the_policy_at_the_npcs_rate(
     await store.clear()
 
 
-def guard_brief(slug: str = "pell", persona: str = "You are Old Pell.") -> Any:
+def guard_brief(slug: str = "pell", persona: str = "You are Old Pell.") -> intents.NpcBrief:
     """A guard's brief, as the updater reads it from its definition."""
     from apps.npcs.archetypes import archetype_intents
-    from apps.npcs.intents import NpcBrief
     from npc_runtime.policies import allowed_names
 
     raw = tuple(archetype_intents("guard"))
-    return NpcBrief(
+    return intents.NpcBrief(
         slug=slug,
         policy="guard",
         allowed=tuple(sorted(allowed_names(raw))),

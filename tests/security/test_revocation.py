@@ -67,14 +67,6 @@ async def test_revoking_a_key_closes_its_sockets_and_only_those(
     await bystander.disconnect()
 
 
-async def test_a_socket_that_closed_before_the_revocation_is_left_alone() -> None:
-    key, raw = await sync_to_async(api_key_create)(name="short", scopes=[GAME])
-    socket = await open_socket("/ws/game/", raw)
-    await socket.disconnect()  # leaves the key's group
-    await sync_to_async(api_key_revoke)(key=key)
-    assert await socket.receive_nothing(timeout=0.2)
-
-
 def test_the_admin_revokes_through_the_service_and_cannot_edit_the_timestamp(
     client: Client,
 ) -> None:
