@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from inference import cpu_class
 from inference.errors import ProfileError
 from inference.profiles import DEFAULT_ENGINE, ENGINE_ENV, load_profiles
 
@@ -56,22 +57,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lower_priority(nice: int) -> None:
-    """Run the engine ``nice`` steps below the caller, so it yields the CPU to the real-time
-    processes beside it.
+    """Run the engine ``nice`` steps below the caller and in the idle CPU class, so a woken
+    web process or intent updater takes the core from it at once (``inference.cpu_class``).
 
     With Linux's autogroup scheduling (on by default on desktops and many servers) the
     scheduler first shares the CPU fairly between sessions, and a process's own nice value
     only counts inside its session. An engine started in a session of its own (as
     ``EngineProcess`` does) therefore also sets its session's nice value, where there is one.
     Only then: a session's nice applies to everything in it, and an engine started from a
-    shell would otherwise renice the shell and all it starts afterwards.
+    shell would otherwise renice the shell and all it starts afterwards. Where the cpu cgroup
+    hierarchy is writable, the engine leaves its session's group for an idle cgroup
+    (``BODYBROKER_ENGINE_IDLE_CGROUP=0`` keeps it out).
     """
     os.nice(nice)
-    if os.getsid(0) != os.getpid():
-        return  # not our session: the process nice counts among the session's processes
-    # No autogroup scheduling here, or not allowed: the process nice stands alone.
-    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
-        autogroup.write(str(nice))
+    done = [f"nice {os.getpriority(os.PRIO_PROCESS, 0)}"]
+    if cpu_class.set_idle_policy():
+        done.append("SCHED_IDLE")
+    if os.getsid(0) == os.getpid():
+        # No autogroup scheduling here, or not allowed: the process nice stands alone.
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+        if os.environ.get("BODYBROKER_ENGINE_IDLE_CGROUP", "1") != "0":
+            group = cpu_class.join_idle_cgroup()
+            if group is not None:
+                done.append(f"idle cgroup {group}")
+    print(f"[inference] CPU class: {', '.join(done)}", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> int:

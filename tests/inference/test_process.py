@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.cpu_class import CGROUP_ROOTS, IDLE_CGROUP, current_cgroup
 from inference.errors import EngineNotInstalled, EngineStartError
 from inference.process import EngineProcess, free_port
 
@@ -45,6 +46,13 @@ def test_engine_becomes_healthy_and_stop_leaves_nothing_running() -> None:
         autogroup = Path(f"/proc/{pid}/autogroup")
         if autogroup.exists():
             assert autogroup.read_text().split()[-1] == "19"
+        # ...and in the idle class: SCHED_IDLE, and an idle cgroup where the hierarchy is ours
+        # to write (root here and in CI), so a woken web process takes the core at once.
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        if any(os.access(root / "cpu.idle", os.W_OK) for root in CGROUP_ROOTS):
+            assert current_cgroup(pid) == f"/{IDLE_CGROUP}"
+            group = next(r / IDLE_CGROUP for r in CGROUP_ROOTS if (r / IDLE_CGROUP).exists())
+            assert (group / "cpu.idle").read_text().strip() == "1"
     finally:
         code = engine.stop(grace=10)
 
