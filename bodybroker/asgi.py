@@ -1,5 +1,7 @@
 """ASGI entry point: HTTP to Django, websockets to the Channels routes (authenticated).
 
+The event loop thread runs at a real-time priority where the OS allows (``bodybroker.realtime``).
+
 ``/v1/`` (the OpenAI-compatible door) is answered by ``apps.router.gateway`` before Django.
 
 ``/mcp/<name>/`` goes to the MCP servers and the ``lifespan`` protocol starts them
@@ -26,25 +28,29 @@ from apps.router.gateway import OpenAIGateway  # noqa: E402
 from apps.router.routing import websocket_urlpatterns as job_websocket_urlpatterns  # noqa: E402
 from apps.security.websocket import ApiKeyOrSessionAuthStack  # noqa: E402
 from bodybroker.mcp import McpRouter  # noqa: E402
+from bodybroker.realtime import RealtimeLoop  # noqa: E402
 
-# Outermost first: the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
+# Outermost first: RealtimeLoop raises the event loop thread's priority when the server starts
+# the app, the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
 # other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol, and the rest is
 # Django (HTTP) or Channels (websockets).
-application = OpenAIGateway(
-    McpRouter(
-        ProtocolTypeRouter(
-            {
-                "http": django_asgi_app,
-                "websocket": ApiKeyOrSessionAuthStack(
-                    URLRouter(
-                        [
-                            *websocket_urlpatterns,
-                            *ops_websocket_urlpatterns,
-                            *job_websocket_urlpatterns,
-                        ]
-                    )
-                ),
-            }
+application = RealtimeLoop(
+    OpenAIGateway(
+        McpRouter(
+            ProtocolTypeRouter(
+                {
+                    "http": django_asgi_app,
+                    "websocket": ApiKeyOrSessionAuthStack(
+                        URLRouter(
+                            [
+                                *websocket_urlpatterns,
+                                *ops_websocket_urlpatterns,
+                                *job_websocket_urlpatterns,
+                            ]
+                        )
+                    ),
+                }
+            )
         )
     )
 )

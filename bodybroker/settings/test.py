@@ -17,6 +17,8 @@ os.environ.setdefault("BODYBROKER_WORKER_HEARTBEAT_S", "1")
 from bodybroker.settings.base import *  # noqa: E402, F403
 from bodybroker.settings.base import DATABASES, VAR_DIR  # noqa: E402
 
+# Servers the tests start run in threads of the test process: none of them goes real-time.
+BODYBROKER_EVENT_LOOP_RT_PRIORITY = 0
 # Tests run their own intent updater where they need one.
 BODYBROKER_INTENT_UPDATER_IN_PROCESS = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,67 @@
+"""The web process's event loop at a real-time priority, where the OS allows it.
+
+Every game socket's frame is read, answered and written on one event loop thread. On a machine
+whose cores it shares (with the CPU model engines, the intent updater, Redis), a frame that
+wakes the loop waits until the scheduler gives it a core: under EEVDF a woken fair task often
+cannot preempt the one running and waits for the next tick (4 ms at HZ=250). ``SCHED_FIFO``
+preempts every fair task at once. Measured with ``bench/npcs.py --npcs 200`` on a 2-vCPU AMD
+EPYC (docs/npcs.md, 2026-12-02): ``intents.get`` p99 6.7 and 7.2 ms without, 4.7 and 4.5 ms
+with, 3.9 and 4.1 ms with the engines in an idle cgroup as well (``inference.cpu_class``).
+
+Only the loop thread gets it, and ``SCHED_RESET_ON_FORK`` makes the threads it starts (database
+reads, lore retrieval, the lore embedder's load) ordinary ones. The kernel's real-time
+throttling (``sched_rt_runtime_us``, 95% of each second by default) keeps a loop that never
+sleeps from taking a core for good. It needs ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` of at
+least the priority (systemd ``LimitRTPRIO=1``, docker ``--cap-add SYS_NICE``); without either
+the loop stays as it was, and says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def raise_thread_priority(priority: int) -> str:
+    """Put the calling thread in ``SCHED_FIFO`` at ``priority`` (1–99), its future threads
+    excepted; returns what it did, for the log."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except PermissionError:
+        return (
+            f"event loop left at its fair priority: SCHED_FIFO {priority} needs CAP_SYS_NICE "
+            "or an RLIMIT_RTPRIO of at least that"
+        )
+    except (AttributeError, OSError) as exc:  # not Linux, or the kernel refused the policy
+        return f"event loop left at its fair priority: {exc}"
+    return f"event loop thread {threading.get_native_id()} runs SCHED_FIFO {priority}"
+
+
+class RealtimeLoop:
+    """ASGI middleware: when the server starts the app (``lifespan``), the thread running its
+    event loop takes ``BODYBROKER_EVENT_LOOP_RT_PRIORITY`` (0: leave it)."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+        self.applied: set[int] = set()  # native thread ids already raised
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            priority = settings.BODYBROKER_EVENT_LOOP_RT_PRIORITY
+            thread = threading.get_native_id()
+            if priority and thread not in self.applied:
+                self.applied.add(thread)
+                logger.info(raise_thread_priority(priority))
+        await self.inner(scope, receive, send)
