@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
+from inference.cpu_class import current_cgroup  # noqa: E402
 from inference.process import EngineProcess, free_port  # noqa: E402
 from npc_runtime.client import GameClient, ServerError  # noqa: E402
 from npc_runtime.policies import NpcState  # noqa: E402
@@ -60,6 +61,29 @@ def cpu_seconds(pid: int | None) -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+POLICIES = {
+    os.SCHED_OTHER: "other",
+    os.SCHED_BATCH: "batch",
+    os.SCHED_IDLE: "idle",
+    os.SCHED_FIFO: "fifo",
+    os.SCHED_RR: "rr",
+}
+
+
+def cpu_class(pid: int | None) -> str | None:
+    """How the kernel schedules ``pid``'s main thread: policy, nice and cpu cgroup (the web
+    process's event loop may run SCHED_FIFO, the engines idle: ``bodybroker.realtime``,
+    ``inference.cpu_class``)."""
+    if pid is None:
+        return None
+    try:
+        policy = os.sched_getscheduler(pid) & ~os.SCHED_RESET_ON_FORK
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return None
+    return f"{POLICIES.get(policy, policy)}, nice {nice}, cgroup {current_cgroup(pid)}"
 
 
 def wait_quiet(
@@ -558,6 +582,7 @@ def main() -> int:
                 lockstep=args.lockstep,
                 clients_in_one_process=args.clients_in_one_process,
                 cpu_cores_used={name: round(seconds / wall, 2) for name, seconds in used.items()},
+                cpu_class={name: cpu_class(pid) for name, pid in watched.items()},
             )
             if not args.outage:
                 outcome["dialogue_ttft_ms"] = asyncio.run(dialogue_ttft(url, key, npcs[0]))
