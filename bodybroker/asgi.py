@@ -28,30 +28,29 @@ from apps.router.gateway import OpenAIGateway  # noqa: E402
 from apps.router.routing import websocket_urlpatterns as job_websocket_urlpatterns  # noqa: E402
 from apps.security.websocket import ApiKeyOrSessionAuthStack  # noqa: E402
 from bodybroker.mcp import McpRouter  # noqa: E402
-from bodybroker.realtime import RealtimeLoop  # noqa: E402
+from bodybroker.realtime import raise_event_loop_priority  # noqa: E402
 
-# Outermost first: RealtimeLoop raises the event loop thread's priority when the server starts
-# the app, the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
-# other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol, and the rest is
-# Django (HTTP) or Channels (websockets).
-application = RealtimeLoop(
-    OpenAIGateway(
-        McpRouter(
-            ProtocolTypeRouter(
-                {
-                    "http": django_asgi_app,
-                    "websocket": ApiKeyOrSessionAuthStack(
-                        URLRouter(
-                            [
-                                *websocket_urlpatterns,
-                                *ops_websocket_urlpatterns,
-                                *job_websocket_urlpatterns,
-                            ]
-                        )
-                    ),
-                }
-            )
-        )
+# Outermost first: the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
+# other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol (whose start-up also
+# raises the event loop thread's priority), and the rest is Django (HTTP) or Channels
+# (websockets).
+application = OpenAIGateway(
+    McpRouter(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": ApiKeyOrSessionAuthStack(
+                    URLRouter(
+                        [
+                            *websocket_urlpatterns,
+                            *ops_websocket_urlpatterns,
+                            *job_websocket_urlpatterns,
+                        ]
+                    )
+                ),
+            }
+        ),
+        on_startup=[raise_event_loop_priority],
     )
 )
 

@@ -69,7 +69,7 @@ import contextvars
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
@@ -247,14 +247,16 @@ def _authenticate(raw_key: str) -> tuple[Any, Any]:
 class McpRouter:
     """Sends ``/mcp/<name>`` HTTP requests to the registered MCP servers, the rest to ``inner``.
 
-    Also answers the ASGI ``lifespan`` protocol: start-up builds every registered server and
-    runs its session manager; shutdown stops them.
+    Also answers the ASGI ``lifespan`` protocol for the whole application: start-up runs each
+    of ``on_startup`` on the event loop's thread (once per loop), then builds every registered
+    server and runs its session manager; shutdown stops them.
     """
 
     prefix = "/mcp/"
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: ASGIApp, on_startup: Sequence[Callable[[], None]] = ()) -> None:
         self.inner = inner
+        self.on_startup = tuple(on_startup)
         self._running: dict[asyncio.AbstractEventLoop, tuple[dict[str, _Registration], Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -277,6 +279,8 @@ class McpRouter:
         loop = asyncio.get_running_loop()
         if loop in self._running:
             return
+        for hook in self.on_startup:
+            hook()
         autodiscover_modules("mcp")
         stack = AsyncExitStack()
         await stack.__aenter__()

@@ -21,17 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def raise_thread_priority(priority: int) -> str:
@@ -49,19 +42,9 @@ def raise_thread_priority(priority: int) -> str:
     return f"event loop thread {threading.get_native_id()} runs SCHED_FIFO {priority}"
 
 
-class RealtimeLoop:
-    """ASGI middleware: when the server starts the app (``lifespan``), the thread running its
-    event loop takes ``BODYBROKER_EVENT_LOOP_RT_PRIORITY`` (0: leave it)."""
-
-    def __init__(self, inner: ASGIApp) -> None:
-        self.inner = inner
-        self.applied: set[int] = set()  # native thread ids already raised
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            priority = settings.BODYBROKER_EVENT_LOOP_RT_PRIORITY
-            thread = threading.get_native_id()
-            if priority and thread not in self.applied:
-                self.applied.add(thread)
-                logger.info(raise_thread_priority(priority))
-        await self.inner(scope, receive, send)
+def raise_event_loop_priority() -> None:
+    """For ``McpRouter``'s start-up, which runs on the server's event loop thread: that thread
+    takes ``BODYBROKER_EVENT_LOOP_RT_PRIORITY`` (0: leave it)."""
+    priority = settings.BODYBROKER_EVENT_LOOP_RT_PRIORITY
+    if priority:
+        logger.info(raise_thread_priority(priority))

@@ -28,4 +28,4 @@ def test_the_asgi_process_takes_the_gil_back_from_worker_threads_within_a_millis
     assert seen["switch"] <= 0.001  # the interpreter's default is 5 ms
     assert seen["young"] == 20_000
     assert seen["frozen"] > 0  # the imported code is out of the collector's generations
-    assert seen["app"] == "RealtimeLoop"
+    assert seen["app"] == "OpenAIGateway"
