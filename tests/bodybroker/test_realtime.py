@@ -42,7 +42,10 @@ def thread_policies(pid: int) -> dict[int, int]:
     """Every thread of ``pid`` and its scheduling policy."""
     policies = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended meanwhile
         policies[int(task.name)] = int(fields[POLICY_FIELD - 3])  # after pid and (comm)
     return policies
 
