@@ -333,6 +333,11 @@ BODYBROKER_LORE_MAX_BODY_CHARS = env_int("BODYBROKER_LORE_MAX_BODY_CHARS", 100_0
 BODYBROKER_LORE_INDEX = env_str("BODYBROKER_LORE_INDEX", "embedded")  # or "opensearch"
 if BODYBROKER_LORE_INDEX not in ("embedded", "opensearch"):
     raise ImproperlyConfigured("BODYBROKER_LORE_INDEX must be 'embedded' or 'opensearch'")
+# Who publishes lore: "approvals" (a lore.publish change request an approver who is not the
+# requester decides) or "editors" (a studio's opt-out: editors publish at once, still audited).
+BODYBROKER_LORE_PUBLISH = env_str("BODYBROKER_LORE_PUBLISH", "approvals")
+if BODYBROKER_LORE_PUBLISH not in ("approvals", "editors"):
+    raise ImproperlyConfigured("BODYBROKER_LORE_PUBLISH must be 'approvals' or 'editors'")
 BODYBROKER_OPENSEARCH_URL = env_str("BODYBROKER_OPENSEARCH_URL")
 BODYBROKER_OPENSEARCH_PREFIX = env_str("BODYBROKER_OPENSEARCH_PREFIX", "lore")
 BODYBROKER_ASSET_MAX_BYTES = env_int("BODYBROKER_ASSET_MAX_BYTES", 20 * 1024 * 1024, minimum=1)
