@@ -19,6 +19,7 @@ the loop that uses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -142,11 +143,17 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class HealthResult:
-    """Outcome of a health probe; ``detail`` says why it is not ok."""
+    """Outcome of a health probe; ``detail`` says why it is not ok.
+
+    ``timed_out`` tells a probe that got no answer in time from one that was refused or answered
+    with an error: a CPU engine answers ``/v1/models`` only between generations, so a slow
+    answer alone does not mean the engine is down (``EngineClient.listening`` tells the rest).
+    """
 
     ok: bool
     latency_ms: float
     detail: str
+    timed_out: bool = False
 
 
 # Engines whose server wants OpenAI's response_format rewritten.
@@ -548,13 +555,38 @@ class EngineClient:
                 status = response.status
                 text = (await response.read()).decode(errors="replace")
         except TimeoutError:
-            return HealthResult(False, _ms_since(start), f"timed out after {self.timeouts.health}s")
+            return HealthResult(
+                False, _ms_since(start), f"timed out after {self.timeouts.health}s", timed_out=True
+            )
         except Exception as exc:  # a probe reports failures, it does not raise them
             return HealthResult(False, _ms_since(start), f"{type(exc).__name__}: {exc}")
         latency_ms = _ms_since(start)
         if status == 200:
             return HealthResult(True, latency_ms, "ok")
         return HealthResult(False, latency_ms, f"HTTP {status}: {text[:200]}")
+
+    async def listening(self) -> HealthResult:
+        """Whether the server's port accepts a TCP connection within ``timeouts.connect``.
+
+        The kernel completes the handshake from the listen backlog without the server's help, so
+        this tells a live process, however busy its model is, from one that is gone (refused) or
+        unreachable; it says nothing about whether the model answers. Never raises.
+        """
+        start = time.perf_counter()
+        url = self._health_url
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                _, writer = await asyncio.open_connection(url.host, url.port)
+        except TimeoutError:
+            return HealthResult(
+                False, _ms_since(start), f"connect timed out after {self.timeouts.connect}s", True
+            )
+        except OSError as exc:
+            return HealthResult(False, _ms_since(start), f"{type(exc).__name__}: {exc}")
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return HealthResult(True, _ms_since(start), "port open")
 
     async def models(self) -> list[str]:
         """Ids of the models the server serves (``GET /v1/models``)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 
 from apps.router.policy import Tier
-from apps.router.pools import engine_timeouts
+from apps.router.pools import EngineHealth, engine_health, engine_timeouts
 
-__all__ = ["engine_timeouts", "tier_endpoint", "tier_urls"]
+__all__ = ["EngineHealth", "engine_health", "engine_timeouts", "tier_endpoint", "tier_urls"]
 
 
 def tier_endpoint(tier: Tier) -> tuple[str, str]:

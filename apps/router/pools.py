@@ -8,7 +8,10 @@ and never takes the slots real-time requests need.
 
 Health is active (``PoolSet.check_health`` probes every endpoint; the gateway runs it every few
 seconds) and passive (a connection error or 5xx marks the endpoint down for a back-off period; a
-request after that period is the half-open probe).
+request after that period is the half-open probe). ``engine_health`` tells *down* from *busy* for
+``/health/`` and the active checks alike: a CPU engine answers its probe only between
+generations, so a probe that gets no answer in time means down only when the port refuses
+connections too, or when every request sent there since its last answer failed.
 
 State is per event loop — the semaphores and pooled clients belong to the loop that uses them —
 and is rebuilt when the tier settings change.
@@ -22,7 +25,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -35,6 +38,8 @@ from inference.errors import EngineError, EngineHTTPError
 DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 EWMA_ALPHA = 0.2
 ESTIMATE_TTL_S = 10.0  # latency estimates older than this are forgotten (see Endpoint.expected_ms)
+
+EngineState = Literal["up", "busy", "down"]
 
 
 @dataclass(eq=False)
@@ -53,6 +58,8 @@ class Endpoint:
     ms_per_token: float | None = None
     base_ms: float | None = None
     observed_at: float = 0.0
+    answered_at: float = 0.0
+    failed_at: float = 0.0
     client: EngineClient | None = field(default=None, repr=False)
 
     def engine_client(self, timeouts: Timeouts) -> EngineClient:
@@ -65,8 +72,10 @@ class Endpoint:
 
     def mark_up(self) -> None:
         self.healthy, self.failures, self.retry_at = True, 0, 0.0
+        self.answered_at = time.monotonic()
 
     def mark_down(self, now: float) -> None:
+        self.failed_at = now
         self.failures += 1
         self.healthy = False
         self.retry_at = now + DOWN_BACKOFF_S[min(self.failures, len(DOWN_BACKOFF_S)) - 1]
@@ -172,24 +181,93 @@ class PoolSet:
     def all_pools(self) -> list[TierPool]:
         return [*self.primary.values(), *self.fallback.values()]
 
+    def endpoints_at(self, url: str) -> list[Endpoint]:
+        """Every pool's endpoint for one engine URL (one engine often serves several links)."""
+        return [e for pool in self.all_pools() for e in pool.endpoints if e.url == url]
+
     async def check_health(self) -> None:
-        """Probe every endpoint once, concurrently, and mark each up or down."""
-        endpoints = {id(e): e for pool in self.all_pools() for e in pool.endpoints}
-        pools = {id(e): pool for pool in self.all_pools() for e in pool.endpoints}
+        """Probe every engine once, concurrently, and mark its endpoints up or down.
 
-        async def probe(endpoint: Endpoint) -> None:
-            result = await endpoint.engine_client(pools[id(endpoint)].timeouts).health()
-            if result.ok:
-                endpoint.mark_up()
-            else:
-                endpoint.mark_down(time.monotonic())
+        A busy engine (no answer in time, port open) keeps whatever its requests last showed.
+        """
+        by_url: dict[str, tuple[TierPool, list[Endpoint]]] = {}
+        for pool in self.all_pools():
+            for endpoint in pool.endpoints:
+                by_url.setdefault(endpoint.url, (pool, []))[1].append(endpoint)
 
-        await asyncio.gather(*(probe(e) for e in endpoints.values()))
+        async def probe(pool: TierPool, endpoints: list[Endpoint]) -> None:
+            client = endpoints[0].engine_client(pool.timeouts)
+            found = await classify(client, endpoints)
+            for endpoint in endpoints:
+                if found.state == "up":
+                    endpoint.mark_up()
+                elif found.state == "down" and found.evidence != "requests":
+                    endpoint.mark_down(time.monotonic())
+
+        await asyncio.gather(*(probe(pool, found) for pool, found in by_url.values()))
 
     async def run_health_checks(self, interval_s: float) -> None:
         while True:
             await self.check_health()
             await asyncio.sleep(interval_s)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    """One engine's state as ``/health/`` reports it.
+
+    ``up``: it answered the probe. ``busy``: no answer in time, but its port accepts connections
+    and the requests sent to it have not all failed since its last answer; not a failure.
+    ``down``: refused, answered with an error, or only failures since its last answer.
+    ``evidence`` names what decided: the ``probe``, the ``port``, or the ``requests``.
+    """
+
+    state: EngineState
+    detail: str
+    latency_ms: float
+    evidence: Literal["probe", "port", "requests"] = "probe"
+
+    @property
+    def ok(self) -> bool:
+        return self.state != "down"
+
+
+async def classify(client: EngineClient, endpoints: list[Endpoint]) -> EngineHealth:
+    """Probe the engine behind ``client`` and tell up, busy and down apart, with what
+    ``endpoints`` (this loop's pools' endpoints for it) saw of the requests sent there."""
+    url = client.base_url
+    probe = await client.health()
+    if probe.ok:
+        return EngineHealth("up", url, probe.latency_ms)
+    if not probe.timed_out:
+        return EngineHealth("down", f"{url}: {probe.detail}", probe.latency_ms)
+    port = await client.listening()
+    latency_ms = round(probe.latency_ms + port.latency_ms, 2)
+    if not port.ok:
+        return EngineHealth("down", f"{url}: {probe.detail}; {port.detail}", latency_ms, "port")
+    failed_at = max((e.failed_at for e in endpoints), default=0.0)
+    answered_at = max((e.answered_at for e in endpoints), default=0.0)
+    failures = sum(e.failures for e in endpoints)
+    if failures and failed_at > answered_at:
+        return EngineHealth(
+            "down",
+            f"{url}: port open, but its last {failures} request(s) failed and none answered since",
+            latency_ms,
+            "requests",
+        )
+    in_flight = sum(e.outstanding for e in endpoints)
+    return EngineHealth(
+        "busy",
+        f"{url}: port open, generating ({in_flight} request(s) of this process in flight); "
+        f"probe {probe.detail}",
+        latency_ms,
+        "port",
+    )
+
+
+async def engine_health(url: str, model: str) -> EngineHealth:
+    """``classify`` for the engine at ``url``, with the running loop's pools' passive health."""
+    return await classify(get_client(url, model, engine_timeouts()), pools().endpoints_at(url))
 
 
 def engine_timeouts() -> Timeouts:
