@@ -69,6 +69,14 @@ def actor_for(*, user: Any = None, key: ApiKey | None = None, tier: str = "") ->
     return Actor(user=user, key=key, tier=tier or "")
 
 
+def request_actor(request: Any) -> Actor:
+    """The actor behind a DRF request: the key (with its owner as the person), or the user."""
+    key = getattr(request, "auth", None)
+    if isinstance(key, ApiKey):
+        return Actor(key=key)
+    return actor_for(user=request.user)
+
+
 def current_request_id() -> str:
     return _request_id.get()
 

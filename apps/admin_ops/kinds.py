@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from apps.security.scopes import ADMIN, GAME, LORE
+from apps.security.scopes import ADMIN, GAME, LORE, NPC
 
 Executor = Callable[..., dict[str, Any]]
 TargetReader = Callable[[str], Any]
@@ -88,8 +88,8 @@ KINDS: dict[str, ChangeKind] = {
         ),
         ChangeKind(
             "npc.update",
-            "Change an NPC's definition (persona, allowed intents).",
-            request_scope=GAME,
+            "Change an NPC's definition (persona and prompt, intents, lore, refusals, active).",
+            request_scope=NPC,
             target_prefixes=("npc",),
         ),
         ChangeKind(

@@ -1,26 +1,31 @@
 """REST doors of NPC definitions under ``/api/v1/npcs/``.
 
-Reading needs the ``lore`` or ``game`` scope (writers design NPCs; game clients load them);
-writing needs ``lore`` or ``admin``. An ``admin`` key reads too.
+Reading needs the ``lore``, ``game`` or ``npc`` scope (writers read NPCs; game clients load
+them); writing needs ``npc`` or ``admin``. Creating and re-tuning apply at once; any other change
+to an existing NPC answers 202 with the ``npc.update`` change request it became (an admin
+approves it; ``services.npc_change``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.admin_ops.actors import request_actor
+from apps.admin_ops.services import ChangeRequestError
 from apps.npcs import archetypes, selectors, services
 from apps.npcs.models import MicroPolicy, Npc
 from apps.security.authentication import caller_scopes
 from apps.security.errors import error_body
-from apps.security.scopes import ADMIN, GAME, LORE
+from apps.security.scopes import ADMIN, GAME, LORE, NPC
 from bodybroker.api import (
     StrictBooleanField,
     StrictCharField,
@@ -29,14 +34,14 @@ from bodybroker.api import (
     StrictSerializer,
 )
 
-READ_SCOPES = frozenset({LORE, GAME, ADMIN})
-WRITE_SCOPES = frozenset({LORE, ADMIN})
+READ_SCOPES = frozenset({LORE, GAME, NPC, ADMIN})
+WRITE_SCOPES = frozenset({NPC, ADMIN})
 
 
 class NpcScope(BasePermission):
-    """Read with ``lore``/``game``/``admin``; write with ``lore``/``admin``."""
+    """Read with ``lore``/``game``/``npc``/``admin``; write with ``npc``/``admin``."""
 
-    message = "reading NPCs needs the 'lore' or 'game' scope; changing them 'lore' or 'admin'"
+    message = "reading NPCs needs the 'lore' or 'game' scope; changing them 'npc' or 'admin'"
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not (request.user and request.user.is_authenticated):
@@ -75,6 +80,25 @@ class NpcFieldsSerializer(StrictSerializer):
     dialogue_max_tokens = StrictIntegerField(required=False, min_value=1, max_value=512)
     micro_policy = serializers.ChoiceField(choices=MicroPolicy.values, required=False)
     active = StrictBooleanField(required=False)
+
+
+class NpcChangeSerializer(NpcFieldsSerializer):
+    reason = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="why: required when the change becomes an npc.update change request",
+    )
+
+
+class NpcChangeRequestSerializer(serializers.Serializer[Any]):
+    """The answer when a change waits for approval (202)."""
+
+    change_request = serializers.DictField(
+        help_text="id, kind, status, required_approvals, url (REST) and page (approvals)"
+    )
+    changed = serializers.ListField(child=serializers.CharField())
+    npc = NpcFieldsSerializer(help_text="the NPC as it is until the change is approved")
 
 
 class NpcCreateSerializer(NpcFieldsSerializer):
@@ -158,7 +182,7 @@ class NpcListView(APIView):
         data = dict(serializer.validated_data)
         slug = data.pop("slug")
         try:
-            npc = services.npc_create(slug=slug, fields=data)
+            npc = services.npc_create(slug=slug, fields=data, actor=request_actor(request))
         except services.NpcValidationError as exc:
             raise ValidationError(exc.fields) from exc
         return Response(npc_data(npc), status=status.HTTP_201_CREATED)
@@ -177,19 +201,55 @@ class NpcDetailView(APIView):
         return Response(npc_data(npc))
 
     @extend_schema(
-        request=NpcFieldsSerializer, responses={200: NpcSerializer, 404: OpenApiResponse()}
+        request=NpcChangeSerializer,
+        responses={
+            200: NpcSerializer,
+            202: NpcChangeRequestSerializer,
+            404: OpenApiResponse(),
+        },
     )
     def patch(self, request: Request, slug: str) -> Response:
+        """Re-tuning (intent_hz, intent_max_tokens, dialogue_max_tokens) applies at once (200);
+        any other change becomes an ``npc.update`` change request (202; give a ``reason``)."""
         if selectors.npc_get(slug=slug) is None:
             return _not_found(slug)
-        serializer = NpcFieldsSerializer(data=request.data)
+        serializer = NpcChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        changes = dict(serializer.validated_data)
+        reason = changes.pop("reason", "")
         try:
-            npc = services.npc_update(slug=slug, changes=dict(serializer.validated_data))
+            outcome = services.npc_change(
+                slug=slug,
+                changes=changes,
+                reason=reason,
+                actor=request_actor(request),
+                scopes=caller_scopes(request),
+            )
         except services.NpcNotFoundError:
             return _not_found(slug)
         except services.NpcValidationError as exc:
             raise ValidationError(exc.fields) from exc
-        return Response(npc_data(npc))
+        except ChangeRequestError as exc:  # the request could not be opened
+            if exc.code == "forbidden":
+                raise PermissionDenied(exc.message) from exc
+            raise ValidationError({exc.field or "non_field_errors": [exc.message]}) from exc
+        if outcome.change_request is None:
+            return Response(npc_data(outcome.npc))
+        change_request = outcome.change_request
+        return Response(
+            {
+                "change_request": {
+                    "id": str(change_request.id),
+                    "kind": change_request.kind,
+                    "status": change_request.status,
+                    "required_approvals": change_request.required_approvals,
+                    "url": reverse("api-change-request", args=[change_request.id]),
+                    "page": reverse("approval-detail", args=[change_request.id]),
+                },
+                "changed": list(outcome.changed),
+                "npc": npc_data(outcome.npc),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     put = patch

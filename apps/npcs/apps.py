@@ -11,7 +11,7 @@ class NpcsConfig(AppConfig):
     def ready(self) -> None:
         from apps.npcs import change_kinds
 
-        change_kinds.register()  # game_state.write change requests apply through this app
+        change_kinds.register()  # game_state.write and npc.update change requests apply here
 
         from apps.npcs import personas
         from apps.router.personas import register_persona_provider

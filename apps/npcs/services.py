@@ -1,5 +1,12 @@
 """Writes of the game state (queueing state-change events, applying approved writes) and of NPC
-definitions (``npc_create``/``npc_update``).
+definitions (``npc_create``, ``npc_change`` — the door people and integrations use — and
+``npc_update``, which applies a change).
+
+Who may change an NPC definition: callers with the ``npc`` scope (or ``admin``). Creating an NPC
+and re-tuning one (``TUNING_FIELDS``: refresh rate and token budgets) apply at once; any other
+change to an existing NPC (persona and so its prompt, intents, lore, refusals, policy, being
+active) becomes an ``npc.update`` change request that an admin approves (``change_kinds``).
+Every applied change is audited (``npc.create``, ``npc.change`` with the fields before and after).
 
 Events go out on the ``game_state`` channel-layer group (``type: "game_state.event"``) when
 their row commits; applied writes go out as ``game_state.applied``; NPC definition changes go out
@@ -10,16 +17,21 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from apps.npcs import archetypes
+from apps.npcs import archetypes, selectors
 from apps.npcs.models import GameStateEvent, MicroPolicy, Npc, NpcState, WorldState
 from apps.npcs.selectors import parse_subject, state_cache_key
 from bodybroker.broadcast import broadcast
+
+if TYPE_CHECKING:
+    from apps.admin_ops.actors import Actor
+    from apps.admin_ops.models import ChangeRequest
 
 GAME_STATE_GROUP = "game_state"
 MAX_KEYS = 64
@@ -187,6 +199,10 @@ NPC_FIELDS = (
     "micro_policy",
     "active",
 )
+# Changes to these alone apply at once (audited): they tune cost and pace, not who the NPC is
+# nor what it may say or do. Everything else waits for an admin's approval.
+TUNING_FIELDS = frozenset({"intent_hz", "intent_max_tokens", "dialogue_max_tokens"})
+NPC_UPDATE_KIND = "npc.update"
 
 
 class NpcValidationError(ValueError):
@@ -352,12 +368,13 @@ def _announce(npc: Npc, action: str) -> None:
     broadcast(NPCS_GROUP, {"type": "npc.changed", "slug": slug, "action": action})
 
 
-def npc_create(*, slug: str, fields: dict[str, Any]) -> Npc:
+def npc_create(*, slug: str, fields: dict[str, Any], actor: Actor | None = None) -> Npc:
     """Create an NPC definition; omitted fields take the archetype's preset (intents, policy).
 
     Validates everything first (NpcValidationError names each bad field; a taken slug is a
     ``slug`` error). Locks nothing; the unique slug decides a race. Emits ``npc.changed``
-    (``action: "created"``) on the ``npcs`` group on commit.
+    (``action: "created"``) on the ``npcs`` group on commit and an ``npc.create`` audit event
+    by ``actor`` (default: the current request's actor).
     """
     unknown = sorted(set(fields) - set(NPC_FIELDS))
     if unknown:
@@ -379,15 +396,21 @@ def npc_create(*, slug: str, fields: dict[str, Any]) -> Npc:
         if Npc.objects.filter(slug=slug).exists():
             raise NpcValidationError({"slug": [f"an NPC '{slug}' exists already"]})
         npc = Npc.objects.create(slug=slug, **clean)
+        _audit(npc, "npc.create", actor=actor, before=None, after=npc_definition(npc))
         _announce(npc, "created")
     return npc
 
 
-def npc_update(*, slug: str, changes: dict[str, Any]) -> Npc:
-    """Change some fields of an NPC definition; the result is validated as a whole.
+def npc_update(
+    *, slug: str, changes: dict[str, Any], actor: Actor | None = None, summary: str = ""
+) -> Npc:
+    """Apply a change to some fields of an NPC definition; the result is validated as a whole.
 
-    Locks the NPC's row (SELECT … FOR UPDATE) so two edits apply one after the other. Raises
-    NpcNotFoundError or NpcValidationError. Drops this process's cached persona and emits
+    No rights are checked here: callers are :func:`npc_change` (tuning), the ``npc.update``
+    executor (an approved change request) and the demo seed. Locks the NPC's row (SELECT … FOR
+    UPDATE) so two edits apply one after the other. Raises NpcNotFoundError or
+    NpcValidationError. When something changed: an ``npc.change`` audit event by ``actor``
+    with the changed fields before and after, this process's cached persona dropped and
     ``npc.changed`` (``action: "updated"``) on the ``npcs`` group on commit.
     """
     unknown = sorted(set(changes) - set(NPC_FIELDS))
@@ -400,9 +423,107 @@ def npc_update(*, slug: str, changes: dict[str, Any]) -> Npc:
         current = {name: getattr(npc, name) for name in NPC_FIELDS}
         clean = check_npc_fields({**current, **changes})
         changed = [name for name in NPC_FIELDS if clean[name] != current[name]]
-        for name in changed:
-            setattr(npc, name, clean[name])
         if changed:
+            prompt_before = selectors.npc_prompt(npc)
+            for name in changed:
+                setattr(npc, name, clean[name])
             npc.save(update_fields=[*changed, "updated_at"])
+            before = {name: current[name] for name in changed}
+            after = {name: clean[name] for name in changed}
+            prompt_after = selectors.npc_prompt(npc)
+            if prompt_after != prompt_before:
+                before["prompt"], after["prompt"] = prompt_before, prompt_after
+            _audit(npc, "npc.change", actor=actor, before=before, after=after, summary=summary)
             _announce(npc, "updated")
     return npc
+
+
+def npc_definition(npc: Npc) -> dict[str, Any]:
+    """Every stored field of an NPC definition and the prompt it gives the tiers."""
+    return {
+        **{name: getattr(npc, name) for name in NPC_FIELDS},
+        "prompt": selectors.npc_prompt(npc),
+    }
+
+
+def _audit(
+    npc: Npc,
+    action: str,
+    *,
+    actor: Actor | None,
+    before: Any,
+    after: Any,
+    summary: str = "",
+) -> None:
+    from apps.admin_ops.services import audit_record
+
+    audit_record(
+        action=action,
+        target=f"npc:{npc.slug}",
+        actor=actor,
+        before=before,
+        after=after,
+        summary=summary,
+    )
+
+
+def check_npc_change(npc: Npc, changes: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``changes`` would really change on ``npc``, cleaned, after validating the NPC
+    it would make as a whole (NpcValidationError names each bad or unknown field)."""
+    unknown = sorted(set(changes) - set(NPC_FIELDS))
+    if unknown:
+        raise NpcValidationError({name: ["unknown field"] for name in unknown})
+    current = {name: getattr(npc, name) for name in NPC_FIELDS}
+    clean = check_npc_fields({**current, **changes})
+    return {name: clean[name] for name in NPC_FIELDS if clean[name] != current[name]}
+
+
+@dataclass(frozen=True)
+class NpcChange:
+    """What :func:`npc_change` did: ``npc`` as it is now, and the change request a definition
+    change became (None when the change applied at once, or changed nothing)."""
+
+    npc: Npc
+    change_request: ChangeRequest | None = None
+    changed: tuple[str, ...] = ()
+
+
+def npc_change(
+    *, slug: str, changes: dict[str, Any], reason: str, actor: Actor, scopes: frozenset[str]
+) -> NpcChange:
+    """The door for changing an existing NPC: tuning applies at once, anything else becomes an
+    ``npc.update`` change request carrying just the fields that differ.
+
+    Validates the NPC as it would be after the change first (NpcValidationError names each bad
+    field; a definition change without a ``reason`` is a ``reason`` error), so a request that
+    could never apply is never opened. Raises NpcNotFoundError, and
+    ``apps.admin_ops.services.ChangeRequestError`` when ``scopes`` may not ask for the change.
+    Locks nothing itself: :func:`npc_update` locks the row, and a change request is tied to the
+    definition it was made against (a later edit resets its approvals).
+    """
+    npc = Npc.objects.filter(slug=slug).first()
+    if npc is None:
+        raise NpcNotFoundError(f"no NPC '{slug}'")
+    differs = check_npc_change(npc, changes)
+    if not differs:
+        return NpcChange(npc=npc)
+    if set(differs) <= TUNING_FIELDS:
+        npc = npc_update(
+            slug=slug, changes=differs, actor=actor, summary="tuning: applied without approval"
+        )
+        return NpcChange(npc=npc, changed=tuple(differs))
+    if not reason.strip():
+        raise NpcValidationError(
+            {"reason": ["say why: changing who an NPC is waits for an admin's approval"]}
+        )
+    from apps.admin_ops.services import change_request_create
+
+    change_request = change_request_create(
+        kind=NPC_UPDATE_KIND,
+        target=f"npc:{slug}",
+        payload=differs,
+        reason=reason,
+        actor=actor,
+        scopes=scopes,
+    )
+    return NpcChange(npc=npc, change_request=change_request, changed=tuple(differs))

@@ -1,6 +1,9 @@
 """NPC pages: the list of NPC definitions, their create/edit form, and the dialogue playground
 against the Silver tier (optionally playing one NPC's persona).
 
+Editing needs the ``npc`` scope (editors, admins). Saving an edit that changes more than the
+tuning opens an ``npc.update`` change request and shows it; an admin approves it.
+
 The form posts with htmx and gets back its own partial, with inline errors and a 400 when the
 NPC does not validate (``static/story/lore.js`` lets htmx swap 4xx partials); without htmx it
 posts as a plain form and gets the whole page.
@@ -21,11 +24,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from apps.admin_ops.actors import actor_for
+from apps.admin_ops.services import ChangeRequestError
 from apps.npcs import archetypes, personas, selectors
 from apps.npcs import services as npc_services
 from apps.npcs.models import MicroPolicy, Npc
 from apps.router import services
-from apps.security.scopes import ADMIN, LORE
+from apps.security.scopes import ADMIN, NPC
 from apps.security.selectors import user_scopes
 from apps.story import selectors as lore_selectors
 from inference.errors import EngineError
@@ -34,16 +39,16 @@ View = Callable[..., Any]
 
 
 def _can_edit(user: Any) -> bool:
-    return bool({LORE, ADMIN} & user_scopes(user))
+    return bool({NPC, ADMIN} & user_scopes(user))
 
 
 def npc_editor_required(view: View) -> View:
-    """Signed in, with the ``lore`` or ``admin`` scope (writers, editors, admins)."""
+    """Signed in, with the ``npc`` or ``admin`` scope (editors, admins)."""
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not _can_edit(request.user):
-            raise PermissionDenied("editing NPCs needs the 'lore' or 'admin' scope")
+            raise PermissionDenied("editing NPCs needs the 'npc' or 'admin' scope")
         response: HttpResponse = view(request, *args, **kwargs)
         return response
 
@@ -117,8 +122,8 @@ def _form_context(
     }
 
 
-def _saved(request: HttpRequest) -> HttpResponse:
-    url = reverse("npcs")
+def _saved(request: HttpRequest, url: str | None = None) -> HttpResponse:
+    url = url or reverse("npcs")
     if request.headers.get("HX-Request") == "true":
         response = HttpResponse(status=204)
         response["HX-Redirect"] = url
@@ -149,7 +154,9 @@ def npc_new(request: HttpRequest) -> HttpResponse:
             fields.pop("allowed_intents", None)  # none written: the archetype's preset
         if not errors:
             try:
-                npc_services.npc_create(slug=slug, fields=fields)
+                npc_services.npc_create(
+                    slug=slug, fields=fields, actor=actor_for(user=request.user)
+                )
             except npc_services.NpcValidationError as exc:
                 errors = exc.fields
         if errors:
@@ -174,19 +181,33 @@ def npc_new(request: HttpRequest) -> HttpResponse:
 
 @npc_editor_required
 def npc_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    """Edit an NPC definition; the whole form is saved and validated as one."""
+    """Edit an NPC definition; the whole form is validated as one. Re-tuning saves at once; a
+    change to who the NPC is opens an ``npc.update`` change request and shows it."""
     npc = selectors.npc_get(slug=slug)
     if npc is None:
         raise Http404(f"no NPC '{slug}'")
     if request.method == "POST":
         fields, errors = _form_fields(request)
+        reason = request.POST.get("reason", "")
+        outcome = None
         if not errors:
             try:
-                npc_services.npc_update(slug=slug, changes=fields)
+                outcome = npc_services.npc_change(
+                    slug=slug,
+                    changes=fields,
+                    reason=reason,
+                    actor=actor_for(user=request.user),
+                    scopes=user_scopes(request.user),
+                )
             except npc_services.NpcValidationError as exc:
                 errors = exc.fields
-        if errors:
-            return _invalid(request, npc=npc, form=fields, slug=slug, errors=errors)
+            except ChangeRequestError as exc:
+                errors = {exc.field or "reason": [exc.message]}
+        if errors or outcome is None:
+            form = {**fields, "reason": reason}
+            return _invalid(request, npc=npc, form=form, slug=slug, errors=errors)
+        if outcome.change_request is not None:
+            return _saved(request, reverse("approval-detail", args=[outcome.change_request.id]))
         return _saved(request)
     form = {name: getattr(npc, name) for name in npc_services.NPC_FIELDS}
     return render(

@@ -2,7 +2,13 @@
 
 A scope names a door, not an object: ``infer`` (REST and OpenAI-compatible inference), ``game``
 (the game-client websocket), ``lore`` (lore and story APIs, storyteller/RAG MCP), ``jobs`` (submit
-and read Bronze jobs), ``admin`` (approvals, audit, admin MCP, metrics).
+and read Bronze jobs), ``npc`` (create NPC definitions and ask for changes to them, which an
+admin approves), ``admin`` (approvals, audit, admin MCP, metrics).
+
+Editors hold ``npc``: they design NPCs with the writers, and every change to an existing NPC
+still waits for an admin's approval. Writers read NPCs (``lore``) but do not change them: an NPC's
+prompt reaches every player, so it is not a draft. Operators run the live game and keys; NPC
+definitions are content, so operators do not hold ``npc`` either.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ INFER = "infer"
 GAME = "game"
 LORE = "lore"
 JOBS = "jobs"
+NPC = "npc"
 ADMIN = "admin"
-ALL_SCOPES: tuple[str, ...] = (INFER, GAME, LORE, JOBS, ADMIN)
+ALL_SCOPES: tuple[str, ...] = (INFER, GAME, LORE, JOBS, NPC, ADMIN)
 
 WRITER = "writer"
 EDITOR = "editor"
@@ -24,7 +31,7 @@ ROLES: tuple[str, ...] = (WRITER, EDITOR, ADMIN_ROLE, OPERATOR)
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     WRITER: frozenset({LORE, INFER}),
-    EDITOR: frozenset({LORE, INFER, JOBS}),
+    EDITOR: frozenset({LORE, INFER, JOBS, NPC}),
     OPERATOR: frozenset({INFER, JOBS, GAME}),
     ADMIN_ROLE: frozenset(ALL_SCOPES),
 }

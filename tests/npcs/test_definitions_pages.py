@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 
-from apps.npcs import personas
+from apps.npcs import archetypes, personas
 from apps.npcs.models import Npc
 from tests.router.conftest import tiers
 
@@ -40,28 +40,31 @@ def signed_in(user: User) -> Client:
 
 
 @pytest.mark.django_db
-def test_the_list_shows_every_npc_and_offers_editing_to_writers_only(
-    alice: User, otto: User
+def test_the_list_shows_every_npc_and_offers_editing_to_npc_designers_only(
+    alice: User, erin: User, otto: User
 ) -> None:
     call_command("seed_npcs")
-    writer_page = signed_in(alice).get("/npcs/")
-    assert writer_page.status_code == 200
-    text = writer_page.content.decode()
+    editor_page = signed_in(erin).get("/npcs/")
+    assert editor_page.status_code == 200
+    text = editor_page.content.decode()
     for name in ("Mara Voss", "Jory Hale", "The Drowned Thing", "Silas Crane"):
         assert name in text
     assert 'href="/npcs/new"' in text and 'href="/npcs/mara-voss/edit"' in text
     assert '<option value="mara-voss">Mara Voss</option>' in text  # the playground's persona
 
-    operator_page = signed_in(otto).get("/npcs/").content.decode()
-    assert "Mara Voss" in operator_page and 'href="/npcs/new"' not in operator_page
-    assert signed_in(otto).get("/npcs/new").status_code == 403
-    assert signed_in(otto).post("/npcs/mara-voss/edit", {"name": "x"}).status_code == 403
+    for person in (otto, alice):  # an operator, and a writer (lore only)
+        page = signed_in(person).get("/npcs/").content.decode()
+        assert "Mara Voss" in page and 'href="/npcs/new"' not in page
+        assert signed_in(person).get("/npcs/new").status_code == 403
+        assert signed_in(person).post("/npcs/mara-voss/edit", {"name": "x"}).status_code == 403
+        assert signed_in(person).post("/npcs/new", FORM).status_code == 403
     assert Npc.objects.get(slug="mara-voss").name == "Mara Voss"
+    assert not Npc.objects.filter(slug="jory").exists()
 
 
 @pytest.mark.django_db
-def test_a_writer_creates_an_npc_from_the_form(alice: User) -> None:
-    client = signed_in(alice)
+def test_an_editor_creates_an_npc_from_the_form(erin: User) -> None:
+    client = signed_in(erin)
     page = client.get("/npcs/new?archetype=stalker").content.decode()
     assert "investigate(x, y)" in page and 'value="stalker"' in page
 
@@ -79,8 +82,8 @@ def test_a_writer_creates_an_npc_from_the_form(alice: User) -> None:
 
 
 @pytest.mark.django_db
-def test_an_empty_intent_list_on_a_new_npc_takes_the_archetype_preset(alice: User) -> None:
-    response = signed_in(alice).post(
+def test_an_empty_intent_list_on_a_new_npc_takes_the_archetype_preset(erin: User) -> None:
+    response = signed_in(erin).post(
         "/npcs/new", {**FORM, "allowed_intents": "", "default_intent": ""}
     )
     assert response.status_code == 302
@@ -88,8 +91,8 @@ def test_an_empty_intent_list_on_a_new_npc_takes_the_archetype_preset(alice: Use
 
 
 @pytest.mark.django_db
-def test_bad_input_comes_back_inline_with_what_was_typed(alice: User) -> None:
-    client = signed_in(alice)
+def test_bad_input_comes_back_inline_with_what_was_typed(erin: User) -> None:
+    client = signed_in(erin)
     response = client.post(
         "/npcs/new",
         {**FORM, "safety_lines": "", "intent_hz": "3", "allowed_intents": "idle\npatrol(route"},
@@ -109,20 +112,83 @@ def test_bad_input_comes_back_inline_with_what_was_typed(alice: User) -> None:
     assert not Npc.objects.exists()
 
 
+def form_of(npc: Npc, **changes: Any) -> dict[str, Any]:
+    """The edit form as the page fills it for ``npc``, with ``changes`` typed over it."""
+    form: dict[str, Any] = {
+        name: str(getattr(npc, name))
+        for name in (
+            "name",
+            "role",
+            "description",
+            "motivation",
+            "speaking_style",
+            "archetype",
+            "default_intent",
+            "micro_policy",
+            "intent_hz",
+            "intent_max_tokens",
+            "dialogue_max_tokens",
+        )
+    }
+    form["allowed_intents"] = archetypes.format_intents(npc.allowed_intents)
+    form["safety_lines"] = "\n".join(npc.safety_lines)
+    form["knowledge_scope"] = list(npc.knowledge_scope)
+    form["active"] = "on" if npc.active else ""
+    form.update(changes)
+    return form
+
+
 @pytest.mark.django_db
-def test_a_writer_edits_an_npc_and_htmx_is_sent_back_to_the_list(alice: User) -> None:
+def test_an_editor_retunes_an_npc_at_once_and_htmx_is_sent_back_to_the_list(erin: User) -> None:
+    from apps.admin_ops.models import AuditEvent, ChangeRequest
+
     call_command("seed_npcs")
-    client = signed_in(alice)
+    client = signed_in(erin)
     page = client.get("/npcs/gallowsgate-watchman/edit").content.decode()
     assert "patrol(route)" in page and "Not on my watch, and not out loud" in page
+    npc = Npc.objects.get(slug="gallowsgate-watchman")
     response = client.post(
         "/npcs/gallowsgate-watchman/edit",
-        {**FORM, "name": "Old Jory", "active": ""},
+        form_of(npc, intent_hz="0.5", dialogue_max_tokens="40"),
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 204 and response["HX-Redirect"] == "/npcs/"
+    npc.refresh_from_db()
+    assert (npc.intent_hz, npc.dialogue_max_tokens) == (0.5, 40)
+    assert not ChangeRequest.objects.exists()
+    event = AuditEvent.objects.get(action="npc.change", target="npc:gallowsgate-watchman")
+    assert event.actor_label == "erin" and event.after == {
+        "intent_hz": 0.5,
+        "dialogue_max_tokens": 40,
+    }
+
+
+@pytest.mark.django_db
+def test_an_editor_edit_of_who_an_npc_is_becomes_a_change_request(erin: User) -> None:
+    from apps.admin_ops.models import ChangeRequest
+
+    call_command("seed_npcs")
+    client = signed_in(erin)
+    edited = {**FORM, "name": "Old Jory", "active": ""}
+    no_reason = client.post("/npcs/gallowsgate-watchman/edit", edited, HTTP_HX_REQUEST="true")
+    assert no_reason.status_code == 400 and "say why" in no_reason.content.decode()
+    assert not ChangeRequest.objects.exists()
+
+    response = client.post(
+        "/npcs/gallowsgate-watchman/edit",
+        {**edited, "reason": "Jory retires this season."},
+        HTTP_HX_REQUEST="true",
+    )
+    change_request = ChangeRequest.objects.get()
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == f"/approvals/{change_request.id}/"
+    assert change_request.kind == "npc.update" and change_request.status == "pending"
+    assert change_request.target == "npc:gallowsgate-watchman"
+    assert change_request.payload["name"] == "Old Jory"
+    assert change_request.payload["active"] is False
     npc = Npc.objects.get(slug="gallowsgate-watchman")
-    assert npc.name == "Old Jory" and npc.active is False and npc.intent_hz == 1.5
+    assert npc.name != "Old Jory" and npc.active is True  # nothing changes before approval
+    assert client.get(f"/approvals/{change_request.id}/").status_code == 200  # the author's
 
     bad = client.post("/npcs/gallowsgate-watchman/edit", {**FORM, "default_intent": "fly"})
     assert bad.status_code == 400 and "not one of the allowed intents" in bad.content.decode()
