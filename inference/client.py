@@ -10,6 +10,11 @@ aiohttp rather than httpx because of that budget: against an upstream that answe
 pooled ``httpx.AsyncClient`` cost about 500 µs per call on this machine and aiohttp about 210 µs
 (``make bench-gateway`` measures the whole door).
 
+A call whose caller is cancelled (a client that disconnected, a ``dialogue.cancel``, a deadline
+that passed) or that runs past its own timeouts closes its connection rather than returning it
+to the pool: that is how the engine learns nobody waits for the answer, and the CPU engine
+(``inference.llama_server``) stops generating at the next token.
+
 Sync Django code reaches it through ``asgiref.sync.async_to_sync``, which may run each call on a
 fresh event loop; a session must never be used from two loops, so use ``get_client()``, which
 keeps one pooled client per running loop. The session itself is opened on first use, inside
@@ -385,19 +390,27 @@ class EngineClient:
             stream=False,
         )
         start = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
         try:
-            async with (
-                asyncio.timeout(self.timeouts.total),
-                self._http().post(self._chat_url, data=content) as response,
-            ):
+            async with asyncio.timeout(self.timeouts.total):
+                response = await self._http().post(self._chat_url, data=content)
                 status = response.status
                 raw = await response.read()
-        except TimeoutError:
-            raise EngineTimeout(
-                f"no answer from {self.base_url} within {self.timeouts.total}s", phase="total"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise _transport_error(exc, self.base_url) from exc
+        except BaseException as exc:
+            # Cancelled (the caller left, its deadline passed) or failed before the answer was
+            # read: close the connection instead of pooling it, so the engine sees its caller
+            # leave and stops generating (``inference.llama_server`` does so at the next token).
+            if response is not None:
+                response.close()
+            if isinstance(exc, TimeoutError):
+                raise EngineTimeout(
+                    f"no answer from {self.base_url} within {self.timeouts.total}s",
+                    phase="total",
+                ) from None
+            if isinstance(exc, aiohttp.ClientError):
+                raise _transport_error(exc, self.base_url) from exc
+            raise
+        response.release()
         latency_ms = _ms_since(start)
         if status != 200:
             raise EngineHTTPError(status, raw.decode(errors="replace"))
@@ -421,7 +434,8 @@ class EngineClient:
         ``timeouts.first_token`` of sending, ``EngineStalled`` (with the text so far) when a
         started stream goes quiet for ``timeouts.stall``, ``EngineTimeout`` (phase ``total``)
         past ``timeouts.total``. Consumers that stop early should wrap the iterator in
-        ``contextlib.aclosing`` so the connection is released at once.
+        ``contextlib.aclosing``: closing it (or cancelling the task reading it) closes the
+        connection at once, and the engine stops generating.
         """
         content = self._body(
             messages,

@@ -29,7 +29,7 @@ def test_dry_run_prints_the_llama_cpp_command_for_gold(capsys: pytest.CaptureFix
     assert argv[:3] == ["nice", "-n", "19"]  # the engine yields the CPU to the web process
     argv = argv[3:]
     assert argv[0] == sys.executable
-    assert argv[1:3] == ["-m", "llama_cpp.server"]
+    assert argv[1:3] == ["-m", "inference.llama_server"]  # llama_cpp.server, stopping on hang-up
     assert argv[argv.index("--port") + 1] == "9123"
     assert argv[argv.index("--model_alias") + 1] == "gold"
 
