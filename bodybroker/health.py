@@ -3,7 +3,11 @@
 Checks: the database, the cache, the channel layer, the Celery broker and a live worker (its
 heartbeat row), and each tier's engine endpoints. Each check has its own deadline so one hung
 dependency cannot hang the probe. Public on purpose (load balancers and ``make run`` poll it);
-it reveals up/down and latency, never credentials.
+it reveals up/down/busy, latency and restart counts, never credentials.
+
+An engine busy with a long generation answers its probe late; it is reported ``busy`` and does
+not fail the check (``apps.router.engines.engine_health`` tells busy from down). Under
+``make run`` the body also lists the supervised processes and how often each was restarted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -23,10 +27,14 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from apps.admin_ops.selectors import workers_alive
-from apps.router.engines import engine_timeouts
-from inference.client import get_client
+from apps.router.engines import engine_health
+from bodybroker.stack import read_status
 
 CHECK_TIMEOUT_S = 3.0
+
+State = Literal["up", "busy", "down"]
+Check = Callable[[], Awaitable[str | tuple[State, str]]]
+"""A check answers its detail (up), or a state and detail; it raises when the dependency is down."""
 
 
 @dataclass(slots=True)
@@ -34,18 +42,21 @@ class CheckResult:
     ok: bool
     detail: str
     latency_ms: float = 0.0
+    state: State = "up"
 
 
-async def _timed(check: Callable[[], Awaitable[str]]) -> CheckResult:
+async def _timed(check: Check) -> CheckResult:
     started = time.perf_counter()
+    state: State
     try:
-        detail = await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
-        ok = True
+        answer = await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_S)
+        state, detail = answer if isinstance(answer, tuple) else ("up", answer)
     except TimeoutError:
-        ok, detail = False, f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+        state, detail = "down", f"no answer within {CHECK_TIMEOUT_S:.0f} s"
     except Exception as exc:  # noqa: BLE001 — any failure is a failing check, reported by name
-        ok, detail = False, f"{type(exc).__name__}: {exc}"
-    return CheckResult(ok, detail, round((time.perf_counter() - started) * 1000, 2))
+        state, detail = "down", f"{type(exc).__name__}: {exc}"
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    return CheckResult(state != "down", detail, latency_ms, state)
 
 
 def _database() -> str:
@@ -111,18 +122,18 @@ async def check_worker() -> str:
     return await sync_to_async(_worker, thread_sensitive=False)()
 
 
-def _engine_check(url: str, model: str) -> Callable[[], Awaitable[str]]:
-    async def check() -> str:
-        result = await get_client(url, model, engine_timeouts()).health()
-        if not result.ok:
-            raise RuntimeError(f"{url}: {result.detail}")
-        return url
+def _engine_check(url: str, model: str) -> Check:
+    async def check() -> tuple[State, str]:
+        found = await engine_health(url, model)
+        if not found.ok:
+            raise RuntimeError(found.detail)
+        return found.state, found.detail
 
     return check
 
 
-def checks() -> dict[str, Callable[[], Awaitable[str]]]:
-    named: dict[str, Callable[[], Awaitable[str]]] = {
+def checks() -> dict[str, Check]:
+    named: dict[str, Check] = {
         "database": check_database,
         "cache": check_cache,
         "channel_layer": check_channel_layer,
@@ -142,6 +153,12 @@ async def run_checks() -> dict[str, CheckResult]:
     return dict(zip(named, results, strict=True))
 
 
+def supervised_processes() -> dict[str, Any] | None:
+    """What ``make run``'s supervisor last wrote about its processes (state, pid, restarts),
+    or None when no live supervisor wrote it (the web server runs on its own)."""
+    return read_status(settings.VAR_DIR)
+
+
 async def health(request: HttpRequest) -> JsonResponse:
     results = await run_checks()
     failing = sorted(name for name, result in results.items() if not result.ok)
@@ -149,8 +166,11 @@ async def health(request: HttpRequest) -> JsonResponse:
         "status": "ok" if not failing else "degraded",
         "failing": failing,
         "checks": {
-            name: {"ok": r.ok, "detail": r.detail, "latency_ms": r.latency_ms}
+            name: {"ok": r.ok, "state": r.state, "detail": r.detail, "latency_ms": r.latency_ms}
             for name, r in results.items()
         },
     }
+    processes = supervised_processes()
+    if processes is not None:
+        body["processes"] = processes
     return JsonResponse(body, status=200 if not failing else 503)

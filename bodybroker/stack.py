@@ -1,14 +1,21 @@
-"""Run every process of Body Broker on this machine and stop them all together.
+"""Run every process of Body Broker on this machine, keep them running, stop them all together.
 
 ``python -m bodybroker.stack`` (what ``make run`` ends with) starts the Gold and Silver engines,
-the Celery worker and beat, and the ASGI web server; waits until ``/health/`` reports every
-dependency up; prints the URLs and how to sign in; and on Ctrl-C (or SIGTERM, or any process
-dying) stops every process group it started, so nothing is left behind.
+the Celery worker and beat, the intent updater (with Redis) and the ASGI web server; waits until
+``/health/`` reports every dependency up; prints the URLs and how to sign in. A process that
+exits is restarted after a back-off that doubles with each quick exit (capped, and forgotten once
+it has stayed up a while), so a crash-looping process is retried for good and never takes the
+rest down; meanwhile the router's fallback chains answer for a missing engine. Only Ctrl-C or
+SIGTERM stops the stack: every process group it started is stopped, so nothing is left behind.
+
+It keeps a small JSON status file (``stack-status.json`` under ``BODYBROKER_VAR_DIR``, replaced
+atomically) with each process's state, pid and restart count; ``/health/`` shows it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -20,12 +27,18 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bodybroker.queues import ALL_QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m")
 RESET = "\033[0m"
+
+STATUS_FILE = "stack-status.json"
+RESTART_FIRST_S = 1.0  # wait before the first restart; doubles with each quick exit
+RESTART_CAP_S = 30.0  # the longest wait between two restarts of a crash-looping process
+STABLE_AFTER_S = 60.0  # a process up this long has recovered: its next exit waits RESTART_FIRST_S
 
 
 @dataclass
@@ -34,13 +47,30 @@ class Managed:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    quick_exits: int = 0  # exits in a row, each before STABLE_AFTER_S
+    started_at: float = 0.0  # monotonic
+    started_wall: float = 0.0
+    restart_at: float | None = None  # monotonic; set while waiting to restart
+    last_exit: int | None = None
+    colour: str = ""
+
+    def snapshot(self) -> dict[str, Any]:
+        running = self.process is not None and self.process.poll() is None
+        return {
+            "state": "running" if running else "restarting",
+            "pid": self.process.pid if running and self.process else None,
+            "restarts": self.restarts,
+            "started_at": round(self.started_wall, 3),
+            "last_exit": self.last_exit,
+        }
 
 
-def _pump(proc: Managed, colour: str, width: int) -> None:
-    if proc.process is None or proc.process.stdout is None:
+def _pump(name: str, process: subprocess.Popen[bytes], colour: str, width: int) -> None:
+    if process.stdout is None:
         return
-    tag = f"{colour}{proc.name:<{width}}{RESET} | " if sys.stdout.isatty() else f"{proc.name} | "
-    for raw in iter(proc.process.stdout.readline, b""):
+    tag = f"{colour}{name:<{width}}{RESET} | " if sys.stdout.isatty() else f"{name} | "
+    for raw in iter(process.stdout.readline, b""):
         sys.stdout.write(tag + raw.decode(errors="replace"))
         sys.stdout.flush()
 
@@ -121,23 +151,105 @@ def plan(host: str, port: int, gold_port: int, silver_port: int) -> list[Managed
     ]
 
 
+def spawn(proc: Managed, env: dict[str, str], width: int) -> None:
+    """Start ``proc`` in its own process group (so it and its children stop together)."""
+    proc.process = subprocess.Popen(  # noqa: S603 — our own argv, no shell
+        proc.argv,
+        cwd=ROOT,
+        env={**env, **proc.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    proc.started_at, proc.started_wall = time.monotonic(), time.time()
+    threading.Thread(
+        target=_pump, args=(proc.name, proc.process, proc.colour, width), daemon=True
+    ).start()
+
+
 def start(processes: list[Managed], env: dict[str, str]) -> None:
     width = max(len(p.name) for p in processes)
     for index, proc in enumerate(processes):
-        proc.process = subprocess.Popen(  # noqa: S603 — our own argv, no shell
-            proc.argv,
-            cwd=ROOT,
-            env={**env, **proc.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        threading.Thread(
-            target=_pump, args=(proc, COLOURS[index % len(COLOURS)], width), daemon=True
-        ).start()
+        proc.colour = COLOURS[index % len(COLOURS)]
+        spawn(proc, env, width)
+
+
+def restart_delay(quick_exits: int) -> float:
+    """How long to wait before restarting a process that exited ``quick_exits`` times in a row
+    without staying up ``STABLE_AFTER_S``: 1, 2, 4, … seconds, capped at ``RESTART_CAP_S``."""
+    return float(min(RESTART_CAP_S, RESTART_FIRST_S * 2 ** max(0, min(quick_exits - 1, 16))))
+
+
+def tend(processes: list[Managed], env: dict[str, str]) -> bool:
+    """Notice exited processes and restart those whose back-off is over; True when anything
+    changed. A process that exited leaves its group behind (a worker's pool children, say):
+    the group is killed before the process is started again, so the two never share a port or
+    a queue."""
+    width = max(len(p.name) for p in processes)
+    now = time.monotonic()
+    changed = False
+    for proc in processes:
+        if proc.process is None:
+            continue
+        if proc.restart_at is None and proc.process.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.process.pid, signal.SIGKILL)
+            ran_s = now - proc.started_at
+            proc.quick_exits = 1 if ran_s >= STABLE_AFTER_S else proc.quick_exits + 1
+            proc.last_exit = proc.process.returncode
+            delay = restart_delay(proc.quick_exits)
+            proc.restart_at = now + delay
+            print(
+                f"\n{proc.name} exited with code {proc.last_exit} after {ran_s:.1f} s; "
+                f"restarting in {delay:.0f} s (restart {proc.restarts + 1}).",
+                flush=True,
+            )
+            changed = True
+        elif proc.restart_at is not None and now >= proc.restart_at:
+            proc.restart_at = None
+            proc.restarts += 1
+            spawn(proc, env, width)
+            pid = proc.process.pid if proc.process else "?"
+            print(f"\n{proc.name} restarted (pid {pid}, restart {proc.restarts}).", flush=True)
+            changed = True
+    return changed
+
+
+def write_status(path: Path, processes: list[Managed]) -> None:
+    """Replace the status file atomically, so a reader never sees half of it."""
+    body = {
+        "supervisor_pid": os.getpid(),
+        "updated_at": round(time.time(), 3),
+        "processes": {p.name: p.snapshot() for p in processes},
+    }
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(body, indent=1))
+    os.replace(temporary, path)
+
+
+def read_status(var_dir: Path | str) -> dict[str, Any] | None:
+    """The processes a live supervisor reports in ``var_dir``; None without one (no file, an
+    unreadable one, or one left by a supervisor that is gone)."""
+    try:
+        body = json.loads((Path(var_dir) / STATUS_FILE).read_text())
+        pid = int(body["supervisor_pid"])
+        processes = body["processes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's
+    return processes if isinstance(processes, dict) else None
 
 
 def stop(processes: list[Managed], grace_s: float = 10.0) -> None:
+    for proc in processes:  # what an exited process left behind has no one to wait for
+        if proc.process and proc.process.poll() is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.process.pid, signal.SIGKILL)
     running = [p.process for p in processes if p.process and p.process.poll() is None]
     for process in running:
         try:
@@ -169,10 +281,6 @@ def health(url: str) -> tuple[int, dict[str, object]]:
         return 0, {}
 
 
-def dead(processes: list[Managed]) -> Managed | None:
-    return next((p for p in processes if p.process and p.process.poll() is not None), None)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -199,40 +307,37 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     base = f"http://{args.host}:{args.port}"
+    var_dir = Path(env.get("BODYBROKER_VAR_DIR", ROOT / "var"))
+    var_dir.mkdir(parents=True, exist_ok=True)
+    status_path = var_dir / STATUS_FILE
     start(processes, env)
+    write_status(status_path, processes)
     try:
         deadline = time.monotonic() + args.ready_timeout
-        status, body = 0, dict[str, object]()
+        ready = warned = False
         while not stopping.is_set():
-            gone = dead(processes)
-            if gone:
-                code = gone.process.returncode if gone.process else "?"
-                print(f"\n{gone.name} exited with code {code}; stopping everything.", flush=True)
-                return 1
-            status, body = health(f"{base}/health/")
-            if status == 200:
-                break
-            if time.monotonic() > deadline:
-                print(
-                    f"\nNot healthy after {args.ready_timeout:.0f} s: "
-                    f"{body.get('failing', 'web server not answering')}",
-                    flush=True,
-                )
-                return 1
-            stopping.wait(1.0)
-        if stopping.is_set():
-            return 0
-        print(banner(base), flush=True)
-        while not stopping.is_set():
-            gone = dead(processes)
-            if gone:
-                print(f"\n{gone.name} exited; stopping everything.", flush=True)
-                return 1
-            stopping.wait(0.5)
+            if tend(processes, env):
+                write_status(status_path, processes)
+            if not ready:
+                status, body = health(f"{base}/health/")
+                if status == 200:
+                    ready = True
+                    print(banner(base), flush=True)
+                elif not warned and time.monotonic() > deadline:
+                    warned = True
+                    print(
+                        f"\nNot healthy after {args.ready_timeout:.0f} s: "
+                        f"{body.get('failing', 'web server not answering')}; still trying "
+                        "(Ctrl-C stops).",
+                        flush=True,
+                    )
+            stopping.wait(0.25 if ready else 1.0)
         return 0
     finally:
         print("\nStopping all processes…", flush=True)
         stop(processes)
+        with contextlib.suppress(OSError):
+            status_path.unlink()
         print("All stopped.", flush=True)
 
 

@@ -22,7 +22,7 @@ from apps.npcs import prediction
 from apps.router import selectors as router_selectors
 from apps.security.scopes import ADMIN
 from apps.security.selectors import user_scopes
-from bodybroker.health import run_checks
+from bodybroker.health import run_checks, supervised_processes
 
 TIER_ROLES = {
     "gold": "Real-time NPC intents: at most 8 tokens, refreshed at 1–2 Hz.",
@@ -46,6 +46,7 @@ async def dashboards(request: HttpRequest) -> HttpResponse:
     context = {
         "checks": {name: r for name, r in results.items()},
         "healthy": all(r.ok for r in results.values()),
+        "processes": supervised_processes(),
     }
     # Templates read request.user lazily (a query), so they render in a thread.
     if request.GET.get("partial") == "health":

@@ -1,21 +1,30 @@
-"""``make run``'s supervisor: every process up and healthy, then Ctrl-C leaves no orphan."""
+"""``make run``'s supervisor on the real stack: every process up and healthy; a killed engine or
+worker restarted while the service keeps answering; Ctrl-C leaves no orphan."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bodybroker.stack import STATUS_FILE
 from inference.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.engine
 
 
 def processes_with(marker: str) -> list[int]:
@@ -32,25 +41,94 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.engine
-def test_the_stack_comes_up_healthy_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    port: int
+    var_dir: Path
+    marker: str
+    key: str
+    output: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return "".join(self.output[-60:])
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/health/"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 — loopback
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def chat(self, model: str, prompt: str) -> tuple[int, dict[str, Any]]:
+        """``POST /v1/chat/completions`` for ``model``; a fresh prompt never hits the cache."""
+        request = urllib.request.Request(  # noqa: S310 — loopback
+            f"http://127.0.0.1:{self.port}/v1/chat/completions",
+            data=json.dumps(
+                {
+                    "model": model,
+                    "messages": [{"role": "user", "content": prompt}],
+                    "max_tokens": 8,
+                }
+            ).encode(),
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout_s: float) -> float:
+        """Seconds until ``ready()``; fails naming ``what`` after ``timeout_s``."""
+        started = time.monotonic()
+        while not ready():
+            assert self.process.poll() is None, f"the stack exited\n{self.log()}"
+            assert time.monotonic() - started < timeout_s, f"{what} not within {timeout_s} s"
+            time.sleep(0.25)
+        return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var_dir = tmp_path_factory.mktemp("stack")
+    marker = f"BODYBROKER_STACK_TEST_MARKER={var_dir}"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         DEBUG="1",
         DJANGO_SETTINGS_MODULE="bodybroker.settings.base",
-        BODYBROKER_VAR_DIR=str(tmp_path),
-        BODYBROKER_STACK_TEST_MARKER=str(tmp_path),
+        BODYBROKER_VAR_DIR=str(var_dir),
+        BODYBROKER_STACK_TEST_MARKER=str(var_dir),
     )
+    manage = [sys.executable, "manage.py"]
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
+        [*manage, "migrate", "--noinput"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
         timeout=120,
     )
+    key = subprocess.run(
+        [*manage, "create_api_key", "--name", "stack test", "--scopes", "infer"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     port, gold, silver = free_port(), free_port(), free_port()
-    stack = subprocess.Popen(
+    process = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -69,38 +147,96 @@ def test_the_stack_comes_up_healthy_and_ctrl_c_stops_every_process(tmp_path: Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    output: list[str] = []
-    assert stack.stdout is not None
-    pipe = stack.stdout
+    running = Stack(process, port, var_dir, marker, key)
+    assert process.stdout is not None
+    pipe = process.stdout
 
     def drain() -> None:  # keep reading so the stack never blocks on a full pipe
         for raw in pipe:
-            output.append(raw.decode(errors="replace"))
+            running.output.append(raw.decode(errors="replace"))
 
     threading.Thread(target=drain, daemon=True).start()
     try:
-        deadline = time.monotonic() + 150
-        while not any("Body Broker is up" in line for line in output):
-            assert stack.poll() is None, "".join(output[-40:])
-            assert time.monotonic() < deadline, "".join(output[-40:])
-            time.sleep(0.2)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=10) as response:
-            assert response.status == 200
-        children = processes_with(f"BODYBROKER_STACK_TEST_MARKER={tmp_path}")
-        assert len(children) >= 5  # two engines, worker (+ its pool), beat, web
-
-        stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=60)
-        assert stack.returncode == 0
-        deadline = time.monotonic() + 10
-        while processes_with(f"BODYBROKER_STACK_TEST_MARKER={tmp_path}") and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        assert processes_with(f"BODYBROKER_STACK_TEST_MARKER={tmp_path}") == []
+        running.wait_for(
+            "the banner", lambda: any("Body Broker is up" in line for line in running.output), 150
+        )
+        yield running
     finally:
-        if stack.poll() is None:
-            stack.kill()
-            stack.wait()
-        for pid in processes_with(f"BODYBROKER_STACK_TEST_MARKER={tmp_path}"):
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_stack_comes_up_healthy_and_reports_its_processes(stack: Stack) -> None:
+    status, body = stack.health()
+    assert status == 200, body
+    processes = body["processes"]
+    assert {"gold", "silver", "worker", "beat", "web"} <= set(processes)
+    for name, proc in processes.items():
+        assert proc["state"] == "running" and proc["restarts"] == 0, (name, proc)
+    assert len(processes_with(stack.marker)) >= 5  # two engines, worker (+ its pool), beat, web
+
+
+@pytest.mark.parametrize("tier", ["silver", "gold"])
+def test_a_killed_engine_comes_back_while_the_fallback_chain_answers(
+    stack: Stack, tier: str
+) -> None:
+    _, body = stack.health()
+    before = body["processes"][tier]
+    os.kill(before["pid"], signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    # The engine is gone; a request for its tier is answered by the chain's other link.
+    status, answer = stack.chat(tier, f"Who keeps the {tier} ledger now?")
+    assert status == 200, answer
+    assert answer["x_bodybroker"]["source"] == "fallback_model", answer
+    assert answer["choices"][0]["message"]["content"]
+
+    def back() -> bool:
+        status, body = stack.health()
+        now = body.get("processes", {}).get(tier, {})
+        return (
+            status == 200
+            and now.get("restarts") == before["restarts"] + 1
+            and now.get("state") == "running"
+            and body["checks"][f"engine:{tier}"]["state"] == "up"
+        )
+
+    stack.wait_for(f"{tier} restarted and healthy", back, 60)
+    print(f"{tier} back {time.monotonic() - killed_at:.1f} s after SIGKILL")
+    assert time.monotonic() - killed_at < 60
+    assert any(f"{tier} exited with code -9" in line for line in stack.output), stack.log()
+    status, answer = stack.chat(tier, f"And who kept the {tier} ledger before?")
+    assert status == 200, answer
+
+
+def test_a_killed_worker_is_restarted_and_its_pool_does_not_linger(stack: Stack) -> None:
+    _, body = stack.health()
+    before = body["processes"]["worker"]
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def back() -> bool:
+        status, body = stack.health()
+        now = body.get("processes", {}).get("worker", {})
+        return (
+            status == 200
+            and now.get("restarts") == before["restarts"] + 1
+            and now.get("state") == "running"
+        )
+
+    stack.wait_for("worker restarted and healthy", back, 60)
+    # The killed worker's pool children were stopped with it, not left to consume the queues.
+    stack.wait_for("the old worker's group gone", lambda: not group_alive(before["pid"]), 10)
+
+
+def test_ctrl_c_stops_every_process(stack: Stack) -> None:
+    stack.process.send_signal(signal.SIGINT)
+    stack.process.wait(timeout=60)
+    assert stack.process.returncode == 0
+    deadline = time.monotonic() + 10
+    while processes_with(stack.marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with(stack.marker) == []
+    assert not (stack.var_dir / STATUS_FILE).exists()
