@@ -1,8 +1,10 @@
 """``lore.publish`` as a change request: the hooks the approvals flow (apps.admin_ops) calls.
 
 Target ``lore:<slug>``, payload ``{"revision": N}`` — the revision the requester wants published.
-Executing calls :func:`apps.story.services.lore_entry_publish`, the one door to publishing, on
-behalf of the approver who completed the request.
+Requests are opened by :func:`apps.story.services.lore_publish_request` (the pages and the REST
+API) or through the change-request API. Executing calls
+:func:`apps.story.services.lore_entry_publish`, the one function that publishes, on behalf of
+the approver who completed the request.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def publish_revision(
     *, target: str, payload: dict[str, Any], on_behalf_of: Any, change_request_id: Any
 ) -> dict[str, Any]:
     entry = services.lore_entry_publish(
-        slug=_slug(target), revision_number=int(payload["revision"]), published_by=on_behalf_of
+        slug=_slug(target),
+        revision_number=int(payload["revision"]),
+        published_by=on_behalf_of,
+        change_request_id=change_request_id,
     )
     return {"slug": entry.slug, "published_revision": entry.published_number}
 
@@ -64,7 +69,7 @@ def register() -> None:
     """Attach the hooks to the ``lore.publish`` kind, when the approvals app is installed."""
     try:
         from apps.admin_ops.kinds import register_executor
-    except ImportError:  # approvals not installed: editors publish directly
+    except ImportError:  # approvals not installed: nothing to attach to
         return
     register_executor(
         "lore.publish",

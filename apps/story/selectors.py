@@ -297,3 +297,14 @@ def story_review_for(*, entry: LoreEntry) -> StoryJob | None:
         .order_by("-created_at")
         .first()
     )
+
+
+def lore_publish_requests(*, entry: LoreEntry, limit: int = 5) -> list[Any]:
+    """The entry's newest ``lore.publish`` change requests (open or decided), newest first."""
+    from apps.admin_ops import selectors as ops_selectors
+
+    return list(
+        ops_selectors.change_requests(kind="lore.publish")
+        .filter(target=f"lore:{entry.slug}")
+        .order_by("-created_at")[:limit]
+    )

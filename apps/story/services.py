@@ -2,9 +2,15 @@
 storyteller jobs and assets.
 
 Every save of an entry inserts an immutable revision. A save names the revision it was based
-on; if the entry has moved on since, the save is refused as a conflict (nothing is written and
-the caller gets both versions) — never a silent lost update. Publishing goes through
-:func:`lore_entry_publish` alone, so the approvals flow can wrap exactly one function.
+on; if the entry has moved on since, the save is merged field by field with what was saved
+meanwhile (:mod:`apps.story.merge`): fields only one side changed merge on their own, and a
+field both sides changed differently makes the save a conflict (nothing is written and the
+caller gets every field's three versions) — never a silent lost update.
+
+Pages and the REST API ask to publish through :func:`lore_publish_request`, which follows the
+studio's policy (``BODYBROKER_LORE_PUBLISH``): by default it opens a ``lore.publish`` change
+request that an approver who is not the requester decides. The state change itself is
+:func:`lore_entry_publish` alone, so the approvals flow wraps exactly one function.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from django.utils.text import slugify
 
 from apps.security.models import ApiKey
 from apps.story.markup import SLUG_RE, Link, LinkSyntaxError, parse_links
+from apps.story.merge import LoreMerge, merge_fields
 from apps.story.models import (
     CONTENT_FIELDS,
     Asset,
@@ -56,16 +63,32 @@ class LoreValidationError(Exception):
 
 
 class LoreConflictError(Exception):
-    """The entry moved on since the revision the save was based on; nothing was written."""
+    """The entry moved on since the revision the save was based on; nothing was written.
 
-    def __init__(self, *, entry: LoreEntry, current: LoreRevision, base_revision: int) -> None:
-        super().__init__(
+    For an edit, ``merge`` holds every field's base, theirs and mine, and which of them
+    conflict; ``base`` is the revision the writer started from (None if it is unknown)."""
+
+    def __init__(
+        self,
+        *,
+        entry: LoreEntry,
+        current: LoreRevision,
+        base_revision: int,
+        merge: LoreMerge | None = None,
+        base: LoreRevision | None = None,
+    ) -> None:
+        message = (
             f"'{entry.slug}' is at revision {current.number} (by {current.author_name}); "
             f"this save was based on revision {base_revision}"
         )
+        if merge is not None:
+            message += "; both changed " + ", ".join(f.name for f in merge.conflicts)
+        super().__init__(message)
         self.entry = entry
         self.current = current
         self.base_revision = base_revision
+        self.merge = merge
+        self.base = base
 
 
 class LorePermissionError(Exception):
@@ -79,6 +102,7 @@ class SaveResult:
     entry: LoreEntry
     revision: LoreRevision
     warnings: list[str] = field(default_factory=list)
+    merged: LoreMerge | None = None  # set when the save was merged with a newer revision
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -289,26 +313,49 @@ def lore_entry_update(
     author: Any = None,
     author_key: ApiKey | None = None,
 ) -> SaveResult:
-    """Save ``changes`` as a new revision of the entry, if it is still at ``base_revision``.
+    """Save ``changes`` (the fields the writer edited) as a new revision of the entry.
 
-    Locks the entry row (``select_for_update``) so two saves based on the same revision are
-    serialised: the second raises LoreConflictError with the revision that won. Fields not in
-    ``changes`` keep their current values.
+    Locks the entry row (``select_for_update``), so saves are serialised. If the entry is still
+    at ``base_revision`` the changes apply to it. If it moved on, the save is merged three ways
+    (base revision, newest revision, the writer's fields): fields only one side changed merge
+    and the merged revision is saved (``SaveResult.merged`` says so); if any field was changed
+    differently by both, LoreConflictError carries the whole merge and nothing is written.
+    A save never writes a field value the writer did not see: fields they left alone keep
+    whatever was saved meanwhile.
     """
     entry = _locked_entry(slug)
-    if entry.head_number != base_revision:
+    head = {name: getattr(entry, name) for name in CONTENT_FIELDS}
+    if entry.head_number == base_revision:
+        clean, links = check_lore_fields(fields={**head, **changes}, slug=entry.slug)
+        revision = _revision_insert(
+            entry=entry, content=clean, message=message, author=author, author_key=author_key
+        )
+        return SaveResult(entry, revision, _links_replace(entry=entry, links=links))
+    base = entry.revisions.filter(number=base_revision).first() if base_revision > 0 else None
+    started = {name: getattr(base, name) for name in CONTENT_FIELDS} if base else None
+    # The writer's version: what they started from with their edits; with no known start,
+    # the fields they did not send count as unchanged.
+    mine, _ = check_lore_fields(fields={**(started or head), **changes}, slug=entry.slug)
+    merge = merge_fields(
+        base=started,
+        theirs=head,
+        mine=mine,
+        base_revision=base_revision,
+        theirs_revision=entry.head_number,
+    )
+    if merge.conflicts:
         current = entry.revisions.select_related("author", "author_key").get(
             number=entry.head_number
         )
-        raise LoreConflictError(entry=entry, current=current, base_revision=base_revision)
-    merged = {name: getattr(entry, name) for name in CONTENT_FIELDS}
-    merged.update(changes)
-    clean, links = check_lore_fields(fields=merged, slug=entry.slug)
+        raise LoreConflictError(
+            entry=entry, current=current, base_revision=base_revision, merge=merge, base=base
+        )
+    clean, links = check_lore_fields(fields=merge.content, slug=entry.slug)
     revision = _revision_insert(
         entry=entry, content=clean, message=message, author=author, author_key=author_key
     )
     warnings = _links_replace(entry=entry, links=links)
-    return SaveResult(entry, revision, warnings)
+    return SaveResult(entry, revision, warnings, merged=merge)
 
 
 @transaction.atomic
@@ -362,6 +409,86 @@ def lore_publish_allowed(*, user: Any = None, key: ApiKey | None = None) -> bool
     return bool(user.groups.filter(name__in=(EDITOR, ADMIN_ROLE)).exists())
 
 
+def lore_publish_direct(*, user: Any = None, key: ApiKey | None = None) -> bool:
+    """Whether asking to publish publishes at once: only where the studio opted out of
+    approvals (``BODYBROKER_LORE_PUBLISH=editors``), and only for editors and admins."""
+    return settings.BODYBROKER_LORE_PUBLISH == "editors" and lore_publish_allowed(
+        user=user, key=key
+    )
+
+
+@dataclass(slots=True)
+class PublishOutcome:
+    """What asking to publish did: published the entry at once (``change_request`` is None),
+    or opened — or found already open — the ``lore.publish`` change request that decides it."""
+
+    entry: LoreEntry
+    change_request: Any = None
+    already_open: bool = False
+
+
+def lore_publish_request(
+    *,
+    slug: str,
+    revision_number: int,
+    reason: str = "",
+    requested_by: Any = None,
+    requested_by_key: ApiKey | None = None,
+) -> PublishOutcome:
+    """Ask to publish revision ``revision_number`` (the newest, which the asker reviewed).
+
+    The door pages and the REST API use. By default it opens a ``lore.publish`` change request
+    (``apps.admin_ops``): an approver who is not the requester approves it and the Celery
+    executor publishes on the approver's behalf; an open request for the same revision is
+    returned instead of a second one. Where the studio opted out
+    (:func:`lore_publish_direct`), an editor's ask publishes at once, audited. Raises
+    LoreConflictError if the revision is not the newest, LorePermissionError if the caller may
+    not ask. Locks nothing itself; the change request service audits and broadcasts.
+    """
+    from apps.admin_ops import selectors as ops_selectors
+    from apps.admin_ops import services as ops
+    from apps.admin_ops.actors import actor_for
+    from apps.security.selectors import user_scopes
+
+    entry = LoreEntry.objects.filter(slug=slug).first()
+    if entry is None:
+        raise LoreValidationError({"slug": [f"no lore entry '{slug}'"]})
+    if entry.head_number != revision_number:
+        current = entry.revisions.get(number=entry.head_number)
+        raise LoreConflictError(entry=entry, current=current, base_revision=revision_number)
+    if lore_publish_direct(user=requested_by, key=requested_by_key):
+        published = lore_entry_publish(
+            slug=slug,
+            revision_number=revision_number,
+            published_by=requested_by,
+            published_by_key=requested_by_key,
+        )
+        return PublishOutcome(published)
+    target = f"lore:{slug}"
+    for open_request in ops_selectors.approval_queue().filter(kind="lore.publish", target=target):
+        if open_request.payload == {"revision": revision_number}:
+            return PublishOutcome(entry, open_request, already_open=True)
+    scopes = (
+        frozenset(requested_by_key.scopes)
+        if requested_by_key is not None
+        else frozenset(user_scopes(requested_by))
+    )
+    try:
+        change_request = ops.change_request_create(
+            kind="lore.publish",
+            target=target,
+            payload={"revision": revision_number},
+            reason=reason.strip() or f"publish revision {revision_number} of '{slug}'",
+            actor=actor_for(user=requested_by, key=requested_by_key),
+            scopes=scopes,
+        )
+    except ops.ChangeRequestError as exc:
+        if exc.code == "forbidden":
+            raise LorePermissionError(exc.message) from exc
+        raise LoreValidationError({exc.field or "revision": [exc.message]}) from exc
+    return PublishOutcome(entry, change_request)
+
+
 @transaction.atomic
 def lore_entry_publish(
     *,
@@ -369,13 +496,17 @@ def lore_entry_publish(
     revision_number: int,
     published_by: Any = None,
     published_by_key: ApiKey | None = None,
+    change_request_id: Any = None,
 ) -> LoreEntry:
-    """Publish revision ``revision_number`` — the one the editor reviewed — of an entry.
+    """Publish revision ``revision_number`` — the one that was reviewed — of an entry.
 
-    The one door to publishing (the approvals flow wraps it). Locks the entry row; refuses a
-    writer (LorePermissionError) and a revision that is no longer the newest
-    (LoreConflictError: the editor reviewed something else). Enqueues indexing of the published
-    revision once the transaction commits.
+    The one function that publishes. Its callers: the ``lore.publish`` executor (with the
+    change request's id, on behalf of its approver), :func:`lore_publish_request` where the
+    studio opted out of approvals, and operators' commands (``seed_lore``). Pages and the REST
+    API never call it directly. Locks the entry row; refuses a writer (LorePermissionError) and
+    a revision that is no longer the newest (LoreConflictError). Records a ``lore.publish``
+    audit event unless a change request is executing (the approvals flow records its effect
+    itself), and enqueues indexing of the published revision once the transaction commits.
     """
     if not lore_publish_allowed(user=published_by, key=published_by_key):
         raise LorePermissionError("publishing is an editor's act; writers save drafts")
@@ -383,6 +514,7 @@ def lore_entry_publish(
     if entry.head_number != revision_number:
         current = entry.revisions.get(number=entry.head_number)
         raise LoreConflictError(entry=entry, current=current, base_revision=revision_number)
+    before = {"status": entry.status, "published_revision": entry.published_number}
     entry.status = LoreStatus.PUBLISHED
     entry.published_number = revision_number
     entry.published_at = timezone.now()
@@ -392,6 +524,20 @@ def lore_entry_publish(
     entry.save(
         update_fields=["status", "published_number", "published_at", "published_by", "updated_at"]
     )
+    if change_request_id is None:
+        from apps.admin_ops.actors import actor_for
+        from apps.admin_ops.services import audit_record
+
+        audit_record(
+            action="lore.publish",
+            target=f"lore:{slug}",
+            actor=actor_for(user=published_by, key=published_by_key)
+            if published_by is not None or published_by_key is not None
+            else None,
+            before=before,
+            after={"status": entry.status, "published_revision": revision_number},
+            summary=f"published revision {revision_number} without a change request",
+        )
     from apps.story.tasks import index_lore_entry
 
     entry_id = entry.pk

@@ -9,10 +9,12 @@ htmx swap them).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -21,10 +23,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from apps.router import services as router_services
-from apps.security.scopes import LORE
+from apps.security.scopes import ADMIN, LORE
 from apps.security.selectors import user_scopes
 from apps.story import selectors, services
 from apps.story.markup import render_markdown
+from apps.story.merge import CONFLICT, LoreMerge
 from apps.story.models import (
     CONTENT_FIELDS,
     SPOILER_LEVELS,
@@ -144,7 +147,12 @@ def lore_new(request: HttpRequest) -> HttpResponse:
             )
         except services.LoreValidationError as exc:
             context = _editor_context(
-                entry=None, form=fields, slug=slug or "", errors=exc.fields, base_revision=0
+                entry=None,
+                form=fields,
+                slug=slug or "",
+                errors=exc.fields,
+                base_revision=0,
+                message=request.POST.get("message", ""),
             )
             return render(request, "story/partials/editor_form.html", context, status=400)
         url = reverse("lore-entry", args=[result.entry.slug])
@@ -171,10 +179,87 @@ def lore_entry(request: HttpRequest, slug: str) -> HttpResponse:
             "html": _render_body(entry.body),
             "links": links,
             "broken": broken,
-            "can_publish": services.lore_publish_allowed(user=request.user),
+            "direct": services.lore_publish_direct(user=request.user),
             "assets": entry.assets.all(),
         },
     )
+
+
+FIELD_LABELS = {
+    "kind": "Kind",
+    "title": "Title",
+    "summary": "Summary",
+    "body": "Body",
+    "tags": "Tags",
+    "knowledge_scope": "Known to",
+    "spoiler_level": "Spoiler level",
+}
+RESOLUTIONS = ("theirs", "mine", "edit")
+
+
+def _shown(name: str, value: Any) -> str:
+    """A field's value as the editor shows it."""
+    if name in ("tags", "knowledge_scope"):
+        return ", ".join(value) or "(none)"
+    if name == "spoiler_level":
+        return dict(SPOILER_LEVELS).get(value, str(value))
+    return str(value) if value != "" else "(empty)"
+
+
+def _resolved_fields(
+    request: HttpRequest, *, entry: LoreEntry, fields: dict[str, Any], base: int
+) -> dict[str, Any]:
+    """Apply the writer's choices from a conflict form: for each field both sides changed,
+    keep theirs (the revision the form is now based on), keep mine (what they first
+    submitted) or use what is in the editor. A field with no choice keeps the editor's value,
+    which is what the writer sees."""
+    theirs = selectors.lore_revision(entry=entry, number=base)
+    errors: dict[str, list[str]] = {}
+    for name in fields:
+        choice = request.POST.get(f"resolve_{name}", "")
+        if not choice or choice == "edit":
+            continue
+        if choice not in RESOLUTIONS:
+            errors[name] = ["choose theirs, yours or the edited value"]
+        elif choice == "theirs" and theirs is not None:
+            fields[name] = getattr(theirs, name)
+        elif choice == "mine":
+            try:
+                fields[name] = json.loads(request.POST.get(f"mine_{name}", ""))
+            except ValueError:
+                errors[name] = ["your earlier value was lost in transit; edit it instead"]
+    if errors:
+        raise services.LoreValidationError(errors)
+    return fields
+
+
+def _conflict_context(exc: services.LoreConflictError) -> dict[str, Any]:
+    """What the conflict view shows: each field both sides changed, side by side with a choice,
+    and the fields that merged on their own."""
+    merge: LoreMerge | None = exc.merge
+    rows = []
+    for field in merge.fields if merge else ():
+        if field.outcome != CONFLICT:
+            continue
+        rows.append(
+            {
+                "name": field.name,
+                "label": FIELD_LABELS[field.name],
+                "base": None if exc.base is None else _shown(field.name, field.base),
+                "theirs": _shown(field.name, field.theirs),
+                "mine": _shown(field.name, field.mine),
+                "mine_json": json.dumps(field.mine),
+                "diff": selectors.text_diff(field.theirs, field.mine)
+                if field.name == "body"
+                else None,
+            }
+        )
+    return {
+        "conflict": exc,
+        "conflict_fields": rows,
+        "merged_theirs": [FIELD_LABELS[n] for n in merge.taken_from_theirs] if merge else [],
+        "merged_mine": [FIELD_LABELS[n] for n in merge.taken_from_mine] if merge else [],
+    }
 
 
 @lore_required
@@ -184,30 +269,48 @@ def lore_edit(request: HttpRequest, slug: str) -> HttpResponse:
         fields = _form_fields(request)
         base_raw = request.POST.get("base_revision", "")
         base = int(base_raw) if base_raw.isdigit() else -1
+        message = request.POST.get("message", "")
         try:
-            services.lore_entry_update(
+            fields = _resolved_fields(request, entry=entry, fields=fields, base=base)
+            result = services.lore_entry_update(
                 slug=slug,
                 base_revision=base,
                 changes=fields,
-                message=request.POST.get("message", ""),
+                message=message,
                 author=request.user,
             )
         except services.LoreValidationError as exc:
             context = _editor_context(
-                entry=entry, form=fields, slug=slug, errors=exc.fields, base_revision=base
-            )
-            return render(request, "story/partials/editor_form.html", context, status=400)
-        except services.LoreConflictError as exc:
-            context = _editor_context(
                 entry=entry,
                 form=fields,
                 slug=slug,
+                errors=exc.fields,
+                base_revision=base,
+                message=message,
+            )
+            return render(request, "story/partials/editor_form.html", context, status=400)
+        except services.LoreConflictError as exc:
+            # Nothing was written. The form comes back based on the newest revision, holding
+            # the merge: what merged on its own, and the writer's value where both changed.
+            context = _editor_context(
+                entry=entry,
+                form=exc.merge.content if exc.merge else fields,
+                slug=slug,
                 errors={},
                 base_revision=exc.current.number,
-                conflict=exc,
-                conflict_rows=selectors.text_diff(exc.current.body, fields["body"]),
+                message=message,
+                **_conflict_context(exc),
             )
             return render(request, "story/partials/editor_form.html", context, status=409)
+        merged = result.merged
+        if merged is not None and merged.taken_from_theirs:
+            messages.info(
+                request,
+                f"Saved revision {result.revision.number}, merged with revision "
+                f"{merged.theirs_revision}: its "
+                + ", ".join(FIELD_LABELS[n].lower() for n in merged.taken_from_theirs)
+                + " kept.",
+            )
         return _hx_redirect(request, reverse("lore-entry", args=[slug]))
     form = {name: getattr(entry, name) for name in CONTENT_FIELDS}
     context = _editor_context(
@@ -304,29 +407,45 @@ def lore_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse:
 
 @lore_required
 def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
-    """The editor's review: rule checks and the Bronze review of the newest revision, then the
-    publish button (tied to the revision reviewed)."""
+    """The review before publishing: rule checks and the Bronze review of the newest revision,
+    the entry's publish requests, then the button (tied to the revision reviewed) that asks
+    for a ``lore.publish`` approval — or, where the studio opted out, publishes."""
     entry = _entry_or_404(slug)
-    can_publish = services.lore_publish_allowed(user=request.user)
+    direct = services.lore_publish_direct(user=request.user)
     error = ""
     status = 200
     if request.method == "POST":
         revision_raw = request.POST.get("revision", "")
         try:
-            services.lore_entry_publish(
+            outcome = services.lore_publish_request(
                 slug=slug,
                 revision_number=int(revision_raw) if revision_raw.isdigit() else -1,
-                published_by=request.user,
+                reason=request.POST.get("reason", ""),
+                requested_by=request.user,
             )
         except services.LorePermissionError as exc:
             error, status = str(exc), 403
         except services.LoreConflictError as exc:
             error, status = f"{exc}. Review the new revision before publishing.", 409
+        except services.LoreValidationError as exc:
+            error, status = "; ".join(m for ms in exc.fields.values() for m in ms), 400
         else:
-            return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+            change_request = outcome.change_request
+            if change_request is None:
+                messages.success(request, f"Published revision {entry.head_number}.")
+                return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+            messages.info(
+                request,
+                f"Publishing revision {change_request.payload['revision']} "
+                + ("was already requested" if outcome.already_open else "is requested")
+                + f" (change request {change_request.short_id}): an approver who is not "
+                f"{change_request.author_label} decides.",
+            )
+            return _hx_redirect(request, reverse("lore-publish", args=[slug]))
     review = selectors.story_review_for(entry=entry)
-    if review is None and can_publish and request.method == "GET":
+    if review is None and request.method == "GET":
         review = services.storyteller_review_request(slug=slug, requested_by=request.user)
+    publish_requests = selectors.lore_publish_requests(entry=entry)
     return render(
         request,
         "story/lore_publish.html",
@@ -334,7 +453,15 @@ def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
             "entry": entry,
             "findings": selectors.lore_consistency_report(entry=entry),
             "review": review,
-            "can_publish": can_publish,
+            "direct": direct,
+            "publish_requests": publish_requests,
+            "waiting": [
+                r
+                for r in publish_requests
+                if r.status in ("pending", "approved", "executing")
+                and r.payload == {"revision": entry.head_number}
+            ],
+            "can_decide": ADMIN in user_scopes(request.user),
             "error": error,
         },
         status=status,

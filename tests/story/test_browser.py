@@ -3,12 +3,15 @@ real ASGI app: no page reloads for the common actions, keyboard use, errors show
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 
+from apps.admin_ops.models import AuditEvent, ChangeRequest
 from apps.story import services
 from apps.story.models import LoreEntry, LoreRevision, LoreStatus, Quest
 from tests.story.conftest import write
@@ -96,19 +99,57 @@ def test_the_list_filters_and_searches_without_reloading(
     assert "tag=secret" in page.url and not_reloaded(page)
 
 
-def test_a_second_writer_saving_over_a_change_sees_both_versions_and_merges(
+def test_two_writers_editing_different_fields_of_one_revision_keep_both_changes(
     page_as: Callable[[str], Page], alice: User, erin: User
 ) -> None:
-    write(alice, "fog", title="Fog", body="Fog comes at dusk.\nIt smells of salt.")
+    write(alice, "fog", title="Fog", summary="Sea fog.", body="Fog comes at dusk.")
+    writer_a = page_as("erin")
+    writer_b = page_as("alice")
+    writer_a.goto("/lore/fog/edit")
+    writer_b.goto("/lore/fog/edit")  # both start from revision 1
+
+    writer_a.fill("#id_summary", "Fog that talks.")
+    writer_a.click("#editor button[type=submit]")
+    writer_a.wait_for_url("**/lore/fog/")
+
+    writer_b.locator("#id_body").fill("Fog comes at dusk.\nIt smells of rot.")
+    writer_b.fill("#id_message", "the smell")
+    writer_b.click("#editor button[type=submit]")
+
+    writer_b.wait_for_url("**/lore/fog/")
+    assert "merged with revision 2: its summary kept" in writer_b.locator(".flash").inner_text()
+    assert writer_b.locator(".lede").inner_text() == "Fog that talks."
+    entry = LoreEntry.objects.get(slug="fog")
+    assert (entry.summary, entry.body) == (
+        "Fog that talks.",
+        "Fog comes at dusk.\nIt smells of rot.",
+    )
+    latest = LoreRevision.objects.get(entry=entry, number=3)
+    assert (latest.author, latest.message) == (alice, "the smell")
+
+
+def test_a_second_writer_saving_over_a_change_sees_each_conflict_and_merges_field_by_field(
+    page_as: Callable[[str], Page], alice: User, erin: User
+) -> None:
+    write(
+        alice, "fog", title="Fog", summary="Sea fog.", body="Fog comes at dusk.\nIt smells of salt."
+    )
     page = page_as("alice")
     page.goto("/lore/fog/edit")
     services.lore_entry_update(  # erin saves while alice is typing
         slug="fog",
         base_revision=1,
-        changes={"body": "Fog comes at noon.\nIt smells of salt."},
+        changes={
+            "summary": "Fog that talks.",
+            "tags": ["omen"],
+            "body": "Fog comes at noon.\nIt smells of salt.",
+        },
         author=erin,
     )
+    page.fill("#id_title", "The Fog")
+    page.fill("#id_tags", "weather")
     page.locator("#id_body").fill("Fog comes at dusk.\nIt smells of rot.")
+    page.fill("#id_message", "the smell")
     mark_page(page)
 
     page.click("#editor button[type=submit]")
@@ -116,20 +157,35 @@ def test_a_second_writer_saving_over_a_change_sees_both_versions_and_merges(
     conflict = page.locator("#conflict")
     conflict.wait_for()
     assert "erin saved revision 2" in conflict.inner_text()
-    assert "Fog comes at noon." in conflict.inner_text()  # theirs
+    assert page.locator(".merge-field").evaluate_all("fs => fs.map(f => f.dataset.field)") == [
+        "body",
+        "tags",
+    ]
+    assert "Fog comes at noon." in page.locator("#merge-body").inner_text()  # theirs
+    assert "omen" in page.locator("#merge-tags td.theirs").inner_text()
+    merged = page.locator("#merged-fields").inner_text()
+    assert "their summary" in merged and "your title" in merged
+    # What merged on its own is in the editor; where both changed, the editor holds mine.
+    assert page.locator("#id_summary").input_value() == "Fog that talks."
+    assert page.locator("#id_title").input_value() == "The Fog"
     assert page.locator("#id_body").input_value() == "Fog comes at dusk.\nIt smells of rot."
+    assert page.locator("#id_message").input_value() == "the smell"
+    assert page.locator("input[name=base_revision]").input_value() == "2"
     assert LoreEntry.objects.get(slug="fog").head_number == 2
+    assert not page.locator("#editor").evaluate("form => form.checkValidity()")  # choose first
 
+    page.check("#merge-tags input[value=theirs]")
+    page.check("#merge-body input[value=edit]")
     page.locator("#id_body").fill("Fog comes at noon.\nIt smells of rot.")
     page.click("#editor button[type=submit]")
+
     page.wait_for_url("**/lore/fog/")
-    assert not_reloaded(page) is False  # a save navigates to the entry on purpose
-    assert LoreEntry.objects.get(slug="fog").body == "Fog comes at noon.\nIt smells of rot."
-    assert [r.author for r in LoreRevision.objects.filter(entry__slug="fog")] == [
-        alice,
-        erin,
-        alice,
-    ]
+    entry = LoreEntry.objects.get(slug="fog")
+    assert (entry.title, entry.summary, entry.tags) == ("The Fog", "Fog that talks.", ["omen"])
+    assert entry.body == "Fog comes at noon.\nIt smells of rot."
+    revisions = LoreRevision.objects.filter(entry=entry).order_by("number")
+    assert [r.author for r in revisions] == [alice, erin, alice]
+    assert revisions.last().message == "the smell"  # type: ignore[union-attr]
 
 
 def test_history_shows_a_side_by_side_diff_and_restores_an_old_revision(
@@ -159,8 +215,13 @@ def test_history_shows_a_side_by_side_diff_and_restores_an_old_revision(
     assert LoreEntry.objects.get(slug="chapel").head_number == 3
 
 
-def test_an_editor_reviews_the_consistency_report_then_publishes(
-    page_as: Callable[[str], Page], alice: User, erin: User
+@pytest.mark.engine
+def test_publishing_is_asked_for_on_the_page_and_happens_once_an_approver_approves(
+    page_as: Callable[[str], Page],
+    alice: User,
+    erin: User,
+    adam: User,
+    celery_worker: subprocess.Popen[bytes],
 ) -> None:
     write(alice, "mara-voss", kind="character", title="Mara Voss", body="- Born: 1866\n")
     write(
@@ -170,22 +231,43 @@ def test_an_editor_reviews_the_consistency_report_then_publishes(
         title="The Flood",
         body="Only mara voss survived.\n\n- [[mara-voss]] born: 1870\n- Date: 1887\n",
     )
-    writer = page_as("alice")
-    writer.goto("/lore/flood/")
-    assert writer.locator("text=Review & publish").count() == 0
-
     page = page_as("erin")
     page.goto("/lore/flood/")
-    page.click("text=Review & publish")
+    page.click("text=Review & ask to publish")
     findings = page.locator("#findings").inner_text()
     assert "[[mara-voss]] born: 1870; [[mara-voss]] itself says 1866" in findings
     assert "writes 'mara voss'; the entry is titled 'Mara Voss'" in findings
     assert page.locator(".story-job").count() == 1  # the Bronze review was queued
+    no_direct_path = page.get_by_role("button", name="Publish revision 1", exact=True)
+    assert no_direct_path.count() == 0
 
-    page.click("button:has-text('Publish revision 1')")
-    page.wait_for_url("**/lore/flood/")
-    assert "published" in page.locator("article").inner_text()
-    assert LoreEntry.objects.get(slug="flood").published_by == erin
+    page.fill("#id_reason", "The flood chapter ships this week.")
+    page.click("button:has-text('Ask to publish revision 1')")
+
+    page.locator("#publish-waiting").wait_for()
+    assert "waits for an approver who is not erin" in page.locator("#publish-waiting").inner_text()
+    assert "pending" in page.locator("#publish-requests").inner_text()
+    change_request = ChangeRequest.objects.get(kind="lore.publish", target="lore:flood")
+    assert change_request.author_user == erin
+    assert LoreEntry.objects.get(slug="flood").status == LoreStatus.DRAFT
+
+    approver = page_as("adam")
+    approver.goto(f"/approvals/{change_request.pk}/")
+    approver.fill("#id_comment", "Read it; the dates are the point.")
+    approver.get_by_role("button", name="Approve").click()
+
+    deadline = time.monotonic() + 180  # the worker runs the Bronze review first
+    while time.monotonic() < deadline:
+        entry = LoreEntry.objects.get(slug="flood")
+        if entry.status == LoreStatus.PUBLISHED:
+            break
+        time.sleep(0.5)
+    assert entry.status == LoreStatus.PUBLISHED and entry.published_number == 1
+    assert entry.published_by == adam
+    event = AuditEvent.objects.get(action="lore.publish", target="lore:flood")
+    assert event.actor_user == adam
+    page.goto("/lore/flood/publish")
+    assert "executed" in page.locator("#publish-requests").inner_text()
 
 
 def test_a_quest_graph_is_built_and_validated_in_place(

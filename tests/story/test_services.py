@@ -9,6 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
+from apps.admin_ops import services as ops
+from apps.admin_ops.models import AuditEvent
+from apps.security.scopes import ADMIN_ROLE, scopes_for_roles
 from apps.story import selectors, services
 from apps.story.models import LoreEntry, LoreLink, LoreRevision, LoreStatus
 from tests.story.conftest import write
@@ -56,6 +59,94 @@ def test_a_second_save_based_on_the_same_revision_is_a_conflict_and_writes_nothi
     assert conflict.value.current.body == "Erin's water."
     assert LoreEntry.objects.get(slug="the-ward").body == "Erin's water."
     assert LoreRevision.objects.filter(entry__slug="the-ward").count() == 2
+
+
+def test_a_save_based_on_an_old_revision_merges_the_fields_only_one_side_changed(
+    alice: User, erin: User
+) -> None:
+    write(alice, "fog", summary="Sea fog.", body="Fog comes at dusk.", tags=["weather"])
+    services.lore_entry_update(  # erin's summary, saved while alice edits the body
+        slug="fog", base_revision=1, changes={"summary": "Fog that talks."}, author=erin
+    )
+
+    result = services.lore_entry_update(  # alice submits every field, as the form does
+        slug="fog",
+        base_revision=1,
+        changes={
+            "kind": "freeform",
+            "title": "Fog",
+            "summary": "Sea fog.",
+            "body": "Fog comes at dusk.\nIt smells of rot.",
+            "tags": ["weather"],
+            "knowledge_scope": [],
+            "spoiler_level": 0,
+        },
+        message="the smell",
+        author=alice,
+    )
+
+    entry = LoreEntry.objects.get(slug="fog")
+    assert entry.summary == "Fog that talks."  # erin's change is not reverted
+    assert entry.body == "Fog comes at dusk.\nIt smells of rot."
+    assert (result.revision.number, result.revision.message) == (3, "the smell")
+    assert result.merged is not None
+    assert result.merged.taken_from_theirs == ["summary"]
+    assert result.merged.taken_from_mine == ["body"]
+
+
+def test_a_conflict_covers_every_field_both_sides_changed_and_writes_nothing(
+    alice: User, erin: User, mara: Any
+) -> None:
+    write(alice, "ledger", title="Ledger", summary="A book.", body="Debts.", tags=["book"])
+    services.lore_entry_update(
+        slug="ledger",
+        base_revision=1,
+        changes={
+            "title": "The Ledger",
+            "tags": ["book", "debt"],
+            "knowledge_scope": ["mara-voss"],
+            "spoiler_level": 2,
+            "body": "Debts, in red.",
+        },
+        author=erin,
+    )
+
+    with pytest.raises(services.LoreConflictError) as conflict:
+        services.lore_entry_update(
+            slug="ledger",
+            base_revision=1,
+            changes={
+                "title": "The Ledger",  # the same change as erin's: no conflict
+                "summary": "A calfskin book.",  # only alice: merges
+                "tags": ["BOOK", "Secret"],  # normalised before comparing
+                "spoiler_level": 1,
+                "body": "Debts, in blood.",
+            },
+            author=alice,
+        )
+
+    merge = conflict.value.merge
+    assert merge is not None and conflict.value.base is not None
+    assert [f.name for f in merge.conflicts] == ["body", "tags", "spoiler_level"]
+    tags = merge.conflicts[1]
+    assert (tags.base, tags.theirs, tags.mine) == (["book"], ["book", "debt"], ["book", "secret"])
+    assert merge.taken_from_theirs == ["knowledge_scope"]
+    assert merge.taken_from_mine == ["summary"]
+    assert merge.content["title"] == "The Ledger"
+    assert LoreEntry.objects.get(slug="ledger").head_number == 2
+
+
+def test_a_save_from_an_unknown_revision_merges_nothing_on_its_own(alice: User) -> None:
+    write(alice, "fog", summary="Sea fog.", body="Dusk.")
+    services.lore_entry_update(slug="fog", base_revision=1, changes={"summary": "Talking fog."})
+
+    with pytest.raises(services.LoreConflictError) as conflict:
+        services.lore_entry_update(slug="fog", base_revision=7, changes={"body": "Noon."})
+
+    merge = conflict.value.merge
+    assert merge is not None and conflict.value.base is None
+    assert [f.name for f in merge.conflicts] == ["body"]  # fields not sent count as unchanged
+    assert merge.content["summary"] == "Talking fog."
 
 
 @pytest.mark.django_db(transaction=True)
@@ -174,6 +265,50 @@ def test_writers_draft_and_editors_publish_the_revision_they_reviewed(
     assert entry.status == LoreStatus.PUBLISHED and entry.published_number == 2
     assert entry.published_by == erin
     assert len(callbacks) == 1  # indexing is queued once the publish commits
+    event = AuditEvent.objects.get(action="lore.publish", target="lore:flood")
+    assert event.actor_user == erin and event.after["published_revision"] == 2
+
+
+def test_an_editor_asking_to_publish_opens_a_change_request_someone_else_approves(
+    alice: User, erin: User, adam: User
+) -> None:
+    write(alice, "flood", kind="event", body="The tide came.")
+
+    asked = services.lore_publish_request(
+        slug="flood", revision_number=1, reason="ready", requested_by=erin
+    )
+    again = services.lore_publish_request(slug="flood", revision_number=1, requested_by=alice)
+
+    change_request = asked.change_request
+    assert change_request is not None and change_request.kind == "lore.publish"
+    assert again.already_open and again.change_request.pk == change_request.pk
+    assert LoreEntry.objects.get(slug="flood").published_number is None
+    with pytest.raises(ops.ChangeRequestError, match="someone else must approve"):
+        ops.change_request_approve(  # even with an admin's scopes: not her own request
+            change_request_id=change_request.pk, user=erin, scopes=scopes_for_roles([ADMIN_ROLE])
+        )
+    ops.change_request_approve(
+        change_request_id=change_request.pk, user=adam, scopes=scopes_for_roles([ADMIN_ROLE])
+    )
+    ops.change_request_execute(change_request_id=change_request.pk)
+
+    entry = LoreEntry.objects.get(slug="flood")
+    assert entry.published_number == 1 and entry.published_by == adam
+    assert AuditEvent.objects.filter(action="lore.publish", target="lore:flood").count() == 1
+
+
+def test_only_a_studio_that_opted_out_lets_editors_publish_at_once(
+    alice: User, erin: User, settings: Any
+) -> None:
+    write(alice, "flood", kind="event", body="The tide came.")
+    assert not services.lore_publish_direct(user=erin)
+
+    settings.BODYBROKER_LORE_PUBLISH = "editors"
+    outcome = services.lore_publish_request(slug="flood", revision_number=1, requested_by=erin)
+
+    assert outcome.change_request is None and outcome.entry.published_number == 1
+    assert not services.lore_publish_direct(user=alice)  # writers still ask
+    assert AuditEvent.objects.get(action="lore.publish").actor_user == erin
 
 
 def test_rule_checks_find_contradicting_facts_and_impossible_dates(alice: User, mara: Any) -> None:
