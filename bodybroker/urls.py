@@ -8,11 +8,12 @@ from drf_spectacular.views import SpectacularAPIView
 from apps.admin_ops import views as ops_views
 from apps.npcs import views as npc_views
 from apps.router import views as router_views
+from apps.security import views as security_views
 from bodybroker.health import health
 
 urlpatterns = [
     path("", ops_views.home, name="home"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", security_views.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("lore/", include("apps.story.page_urls")),
     path("npcs/", npc_views.npcs, name="npcs"),

@@ -79,6 +79,17 @@ def api() -> APIClient:
     return APIClient()
 
 
+@pytest.fixture(autouse=True)
+def _no_failed_signins_counted() -> None:
+    """Failed sign-ins are counted in the cache, which outlives a test (and on Redis a run):
+    each test starts with none counted for the cast or the test client's address."""
+    from apps.security.signin import signin_counts_clear
+
+    signin_counts_clear(
+        usernames=("alice", "erin", "otto", "adam", "amy"), addresses=("127.0.0.1",)
+    )
+
+
 def bearer(raw_key: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {raw_key}"}
 

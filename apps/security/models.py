@@ -33,7 +33,10 @@ class ApiKey(models.Model):
         null=True, blank=True, help_text="Empty: BODYBROKER_DEFAULT_TPM (0 there = no limit)."
     )
     daily_budget_usd = models.FloatField(
-        null=True, blank=True, help_text="Cost per UTC day at the tier price table; empty = none."
+        null=True,
+        blank=True,
+        help_text="Cost per UTC day at the tier price table. Empty: "
+        "BODYBROKER_DEFAULT_DAILY_BUDGET_USD (0 there = none).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -65,6 +65,84 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     return key
 
 
+# What a key's settings are; everything else about a key (prefix, digest, when it was created,
+# used or revoked) is history and never edited.
+KEY_SETTINGS = (
+    "name",
+    "scopes",
+    "owner",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "daily_budget_usd",
+)
+
+
+class RevokedKeyError(ValueError):
+    """A change to a revoked key: it stays as it was when it was revoked."""
+
+
+def _setting(key: ApiKey, name: str) -> Any:
+    if name == "owner":
+        return key.owner.get_username() if key.owner_id and key.owner else None
+    if name == "scopes":
+        return list(key.scopes)
+    return getattr(key, name)
+
+
+def api_key_change(*, key_id: int, changes: dict[str, Any], actor: Any = None) -> ApiKey:
+    """Change a key's settings (name, scopes, owner, limits); the one way they change.
+
+    Raises ``UnknownScopeError`` for a bad scope, ``ValueError`` for an empty name or an unknown
+    setting and ``RevokedKeyError`` for a revoked key. Locks the key's row (SELECT … FOR
+    UPDATE). Emits an ``api_key.change`` audit event by ``actor`` (default: the current
+    request's) with the changed settings before and after; when nothing changes, nothing is
+    written. This process's gateway forgets its cached keys on commit (others within
+    ``keycache.TTL_S``).
+    """
+    unknown = sorted(set(changes) - set(KEY_SETTINGS))
+    if unknown:
+        raise ValueError(f"not a setting of an API key: {', '.join(unknown)}")
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=key_id)
+        if key.revoked_at is not None:
+            raise RevokedKeyError(f"key {key.prefix} is revoked; it stays as it was")
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "scopes":
+                value = list(parse_scopes(value))
+            elif name == "name":
+                value = str(value).strip()
+                if not value:
+                    raise ValueError("an API key needs a name")
+            old = _setting(key, name)
+            setattr(key, name, value)
+            new = _setting(key, name)
+            if new != old:
+                before[name], after[name] = old, new
+        if not after:
+            return key
+        key.save(update_fields=list(after))
+        from apps.admin_ops.services import audit_record
+
+        audit_record(
+            action="api_key.change",
+            target=f"api_key:{key.prefix}",
+            actor=actor,
+            before=before,
+            after=after,
+            summary=f"{key.name}: {', '.join(sorted(after))} changed",
+        )
+        transaction.on_commit(_forget_cached_keys)
+    return key
+
+
+def _forget_cached_keys() -> None:
+    from apps.security import keycache
+
+    keycache.forget_all()
+
+
 def _close_sockets_of(prefix: str) -> None:
     """Tell every process on the channel layer to close the sockets opened with this key."""
     from apps.security import keycache  # both import this module's digest_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def test_signing_in_shows_the_navigation(client: Client, alice: User) -> None:
 def test_a_wrong_password_is_shown_inline(client: Client, alice: User) -> None:
     response = client.post("/accounts/login/", {"username": "alice", "password": "nope"})
     assert response.status_code == 200
-    assert "didn't match" in response.content.decode()
+    assert "didn't match" in html.unescape(response.content.decode())
 
 
 @pytest.mark.parametrize("path", ("/lore/", "/npcs/", "/jobs/", "/approvals/", "/dashboards/"))
