@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.router.engines import engine_health
@@ -116,7 +117,7 @@ def long_generation(base_url: str, model: str, max_tokens: int) -> threading.Thr
 @pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
 def test_health_stays_200_with_the_engine_busy_during_a_long_generation(
-    client: Client, engines: dict[str, str], celery_worker: subprocess.Popen[bytes]
+    client: Client, engines: dict[str, str], celery_worker: subprocess.Popen[bytes], adam: User
 ) -> None:
     # The engine answers its probe only between generations; while one runs, /health/ must say
     # busy and keep answering 200 (a load balancer would otherwise pull a serving node).
@@ -135,6 +136,11 @@ def test_health_stays_200_with_the_engine_busy_during_a_long_generation(
         assert response.status_code == 200, body
         assert body["checks"]["engine:silver"]["ok"] is True
     assert "busy" in {state for _, state in samples}, samples
+    # The operators' dashboard says so too, as its own state rather than "down".
+    client.force_login(adam)
+    page = client.get("/dashboards/?partial=health").content.decode()
+    if generation.is_alive():
+        assert ">busy<" in page and ">down<" not in page, page
     generation.join(timeout=300)
 
 

@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from bodybroker.stack import STATUS_FILE
+from bodybroker import stack as supervisor
+from bodybroker.stack import STATUS_FILE, Managed, read_status, restart_delay, tend, write_status
 from inference.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.engine
 
 
 def processes_with(marker: str) -> list[int]:
@@ -169,6 +168,66 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             os.kill(pid, signal.SIGKILL)
 
 
+def exit_delays(proc: Managed, count: int, timeout_s: float) -> list[float]:
+    """Run the supervisor's loop over ``proc`` until it has scheduled ``count`` restarts; the
+    wait it chose after each exit."""
+    env = dict(os.environ)
+    supervisor.start([proc], env)
+    delays: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(delays) < count:
+            assert time.monotonic() < deadline, delays
+            waiting = proc.restart_at is not None
+            tend([proc], env)
+            if not waiting and proc.restart_at is not None:
+                delays.append(round(proc.restart_at - time.monotonic(), 1))
+            time.sleep(0.05)
+    finally:
+        supervisor.stop([proc], grace_s=2)
+    return delays
+
+
+def test_a_crash_looping_process_is_retried_with_a_doubling_back_off() -> None:
+    crasher = Managed("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    assert exit_delays(crasher, 4, timeout_s=30) == [1.0, 2.0, 4.0, 8.0]
+    assert crasher.restarts == 3 and crasher.last_exit == 3
+    assert [restart_delay(n) for n in (5, 6, 50)] == [16.0, 30.0, 30.0]
+
+
+def test_a_process_that_stayed_up_is_restarted_after_the_first_delay_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "STABLE_AFTER_S", 0.3)
+    sleeper = Managed("sleeper", [sys.executable, "-c", "import time; time.sleep(0.6)"])
+    assert exit_delays(sleeper, 3, timeout_s=30) == [1.0, 1.0, 1.0]
+
+
+def test_the_status_file_is_read_only_while_its_supervisor_lives(tmp_path: Path) -> None:
+    proc = Managed("beat", [sys.executable, "-c", "import time; time.sleep(30)"])
+    supervisor.start([proc], dict(os.environ))
+    try:
+        write_status(tmp_path / STATUS_FILE, [proc])
+        found = read_status(tmp_path)
+        assert found == {"beat": proc.snapshot()}
+        assert found["beat"]["state"] == "running" and found["beat"]["restarts"] == 0
+    finally:
+        supervisor.stop([proc], grace_s=2)
+    # A file left by a supervisor that is gone says nothing about the processes running now.
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    body = json.loads((tmp_path / STATUS_FILE).read_text())
+    body["supervisor_pid"] = int(gone.stdout)
+    (tmp_path / STATUS_FILE).write_text(json.dumps(body))
+    assert read_status(tmp_path) is None
+    assert read_status(tmp_path / "nowhere") is None
+
+
+@pytest.mark.engine
 def test_the_stack_comes_up_healthy_and_reports_its_processes(stack: Stack) -> None:
     status, body = stack.health()
     assert status == 200, body
@@ -179,6 +238,7 @@ def test_the_stack_comes_up_healthy_and_reports_its_processes(stack: Stack) -> N
     assert len(processes_with(stack.marker)) >= 5  # two engines, worker (+ its pool), beat, web
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("tier", ["silver", "gold"])
 def test_a_killed_engine_comes_back_while_the_fallback_chain_answers(
     stack: Stack, tier: str
@@ -212,6 +272,7 @@ def test_a_killed_engine_comes_back_while_the_fallback_chain_answers(
     assert status == 200, answer
 
 
+@pytest.mark.engine
 def test_a_killed_worker_is_restarted_and_its_pool_does_not_linger(stack: Stack) -> None:
     _, body = stack.health()
     before = body["processes"]["worker"]
@@ -231,6 +292,24 @@ def test_a_killed_worker_is_restarted_and_its_pool_does_not_linger(stack: Stack)
     stack.wait_for("the old worker's group gone", lambda: not group_alive(before["pid"]), 10)
 
 
+@pytest.mark.engine
+def test_a_killed_web_server_is_restarted_and_answers_again(stack: Stack) -> None:
+    _, body = stack.health()
+    before = body["processes"]["web"]
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def back() -> bool:
+        try:
+            status, body = stack.health()
+        except OSError:  # nothing listening until the new web server is up
+            return False
+        now = body.get("processes", {}).get("web", {})
+        return status == 200 and now.get("restarts") == before["restarts"] + 1
+
+    stack.wait_for("web restarted and healthy", back, 60)
+
+
+@pytest.mark.engine
 def test_ctrl_c_stops_every_process(stack: Stack) -> None:
     stack.process.send_signal(signal.SIGINT)
     stack.process.wait(timeout=60)
