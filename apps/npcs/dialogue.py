@@ -4,11 +4,14 @@ The prompt is the NPC's persona, the lore passages its knowledge scope allows ab
 player said (the story app's retrieval, cached five minutes by the router), and the
 conversation's last ten turns. The Silver chain answers: model → smaller model → cached
 response → the NPC's in-character safety line. Every turn is stored (they feed distillation).
+A reply cancelled (``dialogue.cancel``, the socket closing) closes its engine connection, and
+the engine stops generating.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -128,8 +131,17 @@ async def reply_stream(
         # Precomputed replies wait in the background line, behind what players are saying now.
         priority="background" if background else "realtime",
     )
-    async for event in chains.stream(request, DECISION):
-        yield event
+    # Closed with this generator (the reply cancelled, the socket gone), not when the garbage
+    # collector gets to it: closing it closes the engine's connection, and generation stops.
+    events = chains.stream(request, DECISION)
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            yield event
+
+
+def reply_cancelled(reason: str) -> None:
+    """Count a reply stopped mid-generation: ``dialogue_cancel`` or ``client_disconnect``."""
+    chains.count_cancelled(DECISION.tier, reason)
 
 
 _warming: set[asyncio.Task[None]] = set()

@@ -10,6 +10,10 @@ first-token or total timeout, no free slot before the deadline, or a stream that
 A stream that already sent text when it stalled is finished by the first link that does not
 generate (cache, template or policy) and its final event is marked ``stalled``. A 4xx from an
 engine is the request's fault, not the engine's, and is raised to the caller.
+
+Cancelling a chain (its caller went away) or its deadline passing cancels the engine call in
+flight, which closes that connection, and the engine stops generating; ``count_cancelled`` and
+``metrics.CANCELLED`` count why.
 """
 
 from __future__ import annotations
@@ -137,6 +141,8 @@ async def _ask_model(
                     with_persona_prefix(request), **_engine_kwargs(request)
                 )
         except TimeoutError:
+            # The engine call was cancelled, which closed its connection: generation stopped.
+            metrics.CANCELLED.inc(decision.tier, "deadline")
             raise DeadlinePassed(f"{pool.tier} {source}: deadline passed") from None
         except EngineError as exc:
             endpoint.record_failure(exc)
@@ -159,6 +165,12 @@ async def _ask_model(
 
 class DeadlinePassed(EngineError):
     """The request's own deadline ran out while a model link was answering."""
+
+
+def count_cancelled(tier: Tier, reason: str) -> None:
+    """Count a generation stopped because nobody waits for its answer any more (a door that
+    cancels its chain on a disconnect or a ``dialogue.cancel`` says so here)."""
+    metrics.CANCELLED.inc(tier, reason)
 
 
 async def _instant(
@@ -341,6 +353,7 @@ async def stream(
                             if chunk.completion_tokens is not None:
                                 usage = (chunk.prompt_tokens, chunk.completion_tokens)
                 except TimeoutError:  # the request's own deadline, not the engine's fault
+                    metrics.CANCELLED.inc(tier, "deadline")
                     raise DeadlinePassed(
                         "the request's deadline passed mid-stream", text="".join(parts)
                     ) from None

@@ -1,12 +1,17 @@
 """Prometheus metrics of the router, exposed at ``/metrics`` (admin scope).
 
 Labels are low-cardinality by design: tier, source (model | fallback_model | cache | template |
-policy), priority, link and outcome — never a key, a persona or a prompt.
+policy), priority, link, outcome and cancellation reason — never a key, a persona or a prompt.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -104,3 +109,67 @@ def observe_answer(
     TOKENS.labels(tier, "out").inc(completion_tokens)
     if cost_usd:
         COST.labels(tier).inc(cost_usd)
+
+
+CANCEL_REASONS = ("client_disconnect", "dialogue_cancel", "deadline", "worker_lost")
+
+
+class _Cancellations(Collector):
+    """``bodybroker_generations_cancelled_total{tier, reason}``: generations stopped before they
+    finished because nobody waits for the answer any more.
+
+    ``client_disconnect`` (an OpenAI-door client or a game socket went away mid-answer),
+    ``dialogue_cancel`` (a game client's ``dialogue.cancel``) and ``deadline`` (the request's
+    deadline passed mid-answer) are counted by this process as they happen. ``worker_lost`` is
+    read from the database at scrape time: a Bronze attempt whose Celery worker died cannot count
+    itself, and the attempt the next delivery closes as lost is the record it leaves.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def inc(self, tier: str, reason: str) -> None:
+        if reason not in CANCEL_REASONS:
+            raise ValueError(f"unknown cancellation reason {reason!r}")
+        with self._lock:
+            self._counts[tier, reason] = self._counts.get((tier, reason), 0) + 1
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "bodybroker_generations_cancelled",
+            "Generations stopped before they finished because nobody waits for the answer",
+            labels=["tier", "reason"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        # Registering asks for the names only: no database read at import.
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for (tier, reason), count in counts:
+            if reason != "worker_lost":
+                family.add_metric([tier, reason], count)
+        lost = _bronze_attempts_lost()
+        if lost is not None:
+            family.add_metric(["bronze", "worker_lost"], lost)
+        yield family
+
+
+def _bronze_attempts_lost() -> int | None:
+    """Bronze attempts closed because their worker died; None where the database cannot be read
+    from here (an event loop thread, no database)."""
+    from apps.router.selectors import bronze_attempts_lost
+
+    try:
+        return bronze_attempts_lost()
+    except Exception:  # a scrape reports what it can, it does not fail
+        return None
+
+
+CANCELLED = _Cancellations()
+REGISTRY.register(CANCELLED)

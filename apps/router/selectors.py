@@ -22,6 +22,14 @@ def jobs_visible_to(*, user: Any, key: ApiKey | None, sees_all: bool) -> QuerySe
     return jobs.none()
 
 
+def bronze_attempts_lost() -> int:
+    """Bronze attempts closed because the worker running them died (``services.WORKER_LOST``)."""
+    from apps.router.models import JobAttempt
+    from apps.router.services import WORKER_LOST
+
+    return JobAttempt.objects.filter(outcome=JobAttempt.Outcome.FAILED, error=WORKER_LOST).count()
+
+
 def job_with_attempts(*, jobs: QuerySet[Job], job_id: Any) -> Job | None:
     return jobs.prefetch_related("attempt_rows").filter(pk=job_id).first()
 

@@ -108,6 +108,10 @@ def job_requeued(*, job: Job) -> None:
     _announce(job.pk)
 
 
+WORKER_LOST = "worker lost before finishing"
+"""The error of an attempt whose worker died; its socket died with it, so the engine stopped."""
+
+
 class JobBusy(Exception):
     """Another live worker is running this job: this delivery is a duplicate and must wait."""
 
@@ -136,7 +140,7 @@ def job_claim(*, job_id: str, backend_for: Any, worker: str = "") -> tuple[Job, 
         if elsewhere and workers_alive(within_s=window).filter(hostname=attempt.worker).exists():
             raise JobBusy(attempt.worker)
         attempt.outcome = JobAttempt.Outcome.FAILED
-        attempt.error = "worker lost before finishing"
+        attempt.error = WORKER_LOST
         attempt.finished_at = now
         attempt.save(update_fields=["outcome", "error", "finished_at"])
     backend = backend_for(job_failures_by_backend(job_id=job_id))
