@@ -15,3 +15,11 @@ document.addEventListener("keydown", (event) => {
     }
   }
 });
+// In a merge, typing in a field both writers changed means "use my edit" for that field.
+document.addEventListener("input", (event) => {
+  const name = event.target.name;
+  const edit = name && document.querySelector(`#merge-${CSS.escape(name)} input[value=edit]`);
+  if (edit) {
+    edit.checked = true;
+  }
+});

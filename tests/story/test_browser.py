@@ -175,8 +175,8 @@ def test_a_second_writer_saving_over_a_change_sees_each_conflict_and_merges_fiel
     assert not page.locator("#editor").evaluate("form => form.checkValidity()")  # choose first
 
     page.check("#merge-tags input[value=theirs]")
-    page.check("#merge-body input[value=edit]")
     page.locator("#id_body").fill("Fog comes at noon.\nIt smells of rot.")
+    assert page.locator("#merge-body input[value=edit]").is_checked()  # typing chose "my edit"
     page.click("#editor button[type=submit]")
 
     page.wait_for_url("**/lore/fog/")

@@ -2,7 +2,8 @@
 
 Idempotent: entries and quests that exist are left alone. Publishing goes through the publish
 service as ``--as`` (an editor or admin), which queues indexing for the worker; ``--index``
-also indexes at once in this process.
+also indexes at once in this process. An operator seeding demo content publishes without a
+``lore.publish`` change request; each publish is still in the audit log.
 """
 
 from __future__ import annotations
