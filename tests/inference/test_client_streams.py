@@ -20,6 +20,7 @@ from inference.errors import (
     EngineTimeout,
     EngineUnavailable,
 )
+from inference.process import free_port
 from tests.support.scripted_engine import SSE_HEAD, ScriptedEngine, json_response, sse_event
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -259,7 +260,7 @@ async def test_health_of_an_engine_answering_503_is_not_ok() -> None:
     ):
         result = await client.health()
 
-    assert not result.ok
+    assert not result.ok and not result.timed_out
     assert result.detail.startswith("HTTP 503")
 
 
@@ -274,9 +275,21 @@ async def test_health_of_an_engine_that_never_answers_times_out_without_raising(
         EngineClient(engine.base_url, "gold", timeouts) as c,
     ):
         result = await c.health()
+        # Busy, not gone: its port still takes connections.
+        port = await c.listening()
 
-    assert not result.ok
+    assert not result.ok and result.timed_out
     assert result.latency_ms < 1000
+    assert port.ok
+
+
+@pytest.mark.asyncio
+async def test_a_port_nobody_listens_on_is_not_listening() -> None:
+    async with EngineClient(f"http://127.0.0.1:{free_port()}", "gold", QUICK) as client:
+        result = await client.listening()
+
+    assert not result.ok and not result.timed_out
+    assert "refused" in result.detail.lower()
 
 
 def test_json_schema_is_rewritten_for_llama_cpp_only() -> None:
