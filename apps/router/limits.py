@@ -51,7 +51,9 @@ def limits_for(key: Any) -> Limits:
         tokens_per_minute=key.tokens_per_minute
         if key.tokens_per_minute is not None
         else settings.BODYBROKER_DEFAULT_TPM,
-        daily_budget_usd=key.daily_budget_usd,
+        daily_budget_usd=key.daily_budget_usd
+        if key.daily_budget_usd is not None
+        else settings.BODYBROKER_DEFAULT_DAILY_BUDGET_USD or None,
     )
 
 
