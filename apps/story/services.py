@@ -427,6 +427,7 @@ class PublishOutcome:
     already_open: bool = False
 
 
+@transaction.atomic
 def lore_publish_request(
     *,
     slug: str,
@@ -443,14 +444,15 @@ def lore_publish_request(
     returned instead of a second one. Where the studio opted out
     (:func:`lore_publish_direct`), an editor's ask publishes at once, audited. Raises
     LoreConflictError if the revision is not the newest, LorePermissionError if the caller may
-    not ask. Locks nothing itself; the change request service audits and broadcasts.
+    not ask. Locks the entry row, so two asks at once open one request; the change request
+    service audits and broadcasts.
     """
     from apps.admin_ops import selectors as ops_selectors
     from apps.admin_ops import services as ops
     from apps.admin_ops.actors import actor_for
     from apps.security.selectors import user_scopes
 
-    entry = LoreEntry.objects.filter(slug=slug).first()
+    entry = LoreEntry.objects.select_for_update().filter(slug=slug).first()
     if entry is None:
         raise LoreValidationError({"slug": [f"no lore entry '{slug}'"]})
     if entry.head_number != revision_number:
