@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from npc_runtime.bounded_json import MAX_DEPTH, TOO_DEEP, JsonRefused, read_json
 from npc_runtime.policies import NpcState
 
 PROTOCOL_VERSION = 2
@@ -706,39 +707,39 @@ CLIENT_TYPES_BY_VERSION: dict[int, frozenset[str]] = {
     2: CLIENT_TYPES,
 }
 
-_loads = json.JSONDecoder().decode
-
-try:  # orjson parses a 50-NPC state.batch 4x faster; the standard library does without it
-    import orjson
-except ImportError:  # pragma: no cover - orjson is in the server's requirements
-    orjson = None  # type: ignore[assignment]
-
 
 def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
-    if isinstance(raw, bytes):
-        if len(raw) > max_bytes:
-            raise ProtocolError(TOO_LARGE, f"frames are limited to {max_bytes} bytes")
-        try:
-            text = raw.decode()
-        except UnicodeDecodeError:
-            raise ProtocolError(INVALID_JSON, "frame is not UTF-8 text") from None
-    else:
-        # len(str) <= bytes <= 4*len(str): only encode when it could matter.
-        if len(raw) > max_bytes or (len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes):
-            raise ProtocolError(TOO_LARGE, f"frames are limited to {max_bytes} bytes")
-        text = raw
+    # len(str) <= bytes <= 4*len(str): a text frame is only encoded when it could matter.
+    if len(raw) > max_bytes or (
+        isinstance(raw, str) and len(raw) * 4 > max_bytes and len(raw.encode()) > max_bytes
+    ):
+        raise ProtocolError(TOO_LARGE, f"frames are limited to {max_bytes} bytes")
     try:
-        obj = orjson.loads(text) if orjson is not None else _loads(text)
-    except (ValueError, RecursionError):
-        # orjson refuses some frames the standard parser reads (NaN, huge integers) and that
-        # the validators then name precisely; its own messages are terser too.
-        try:
-            obj = _loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise ProtocolError(INVALID_JSON, f"frame is not valid JSON: {exc}") from None
+        # NaN and Infinity are let through so that the field checks name the field holding one.
+        obj = read_json(raw, allow_nan=True)
+    except JsonRefused as exc:
+        raise _refused(exc) from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_FRAME, "a frame is a JSON object with a string 'type'")
     return obj
+
+
+def _refused(exc: JsonRefused) -> ProtocolError:
+    if exc.reason == TOO_DEEP:
+        return ProtocolError(INVALID_JSON, f"frames nest at most {MAX_DEPTH} levels")
+    if exc.path is None:
+        return ProtocolError(INVALID_JSON, f"frame is {exc.message}")  # "not valid JSON: …"
+    # A number no field can hold (an integer past 64 bits, or past a double): named like the
+    # field checks name fields ("states.<npc>.pos", list indices left out), with the frame's
+    # ref when that is not the number itself.
+    field = ".".join(part for part in exc.path if isinstance(part, str))
+    ref: Ref = None
+    if isinstance(exc.document, dict):
+        try:
+            ref = _ref(exc.document)
+        except ProtocolError:
+            ref = None
+    return ProtocolError(BAD_FIELD, f"'{field}': {exc.message}", ref, field)
 
 
 def parse_client_message(

@@ -102,6 +102,8 @@ CLIENT_MESSAGES: list[Any] = [
     DialogueCancel(conversation_id="c1"),
     DialogueCancel(ref="s"),
     Ping(ref=1),
+    Ping(ref=2**64 - 1),  # integer refs are exact across 64 bits, as orjson encodes them
+    Ping(ref=-(2**63)),
 ]
 
 
@@ -277,6 +279,36 @@ BAD_FRAMES: list[tuple[str | bytes, str, Any, str | None]] = [
         "bad_field",
         "b",
         "npc_id",
+    ),
+    # integers past 64 bits, anywhere: bad_field naming the field, ref kept when it is readable
+    ('{"type": "intent.get", "npc_id": "n", "ref": 1' + "0" * 30 + "}", "bad_field", None, "ref"),
+    (
+        '{"type": "intents.get", "npc_ids": ["a"], "ref": 2' + "0" * 400 + "}",
+        "bad_field",
+        None,
+        "ref",
+    ),
+    ('{"type": "ping", "ref": 18446744073709551616}', "bad_field", None, "ref"),
+    ('{"type": "ping", "ref": -9223372036854775809}', "bad_field", None, "ref"),
+    ('{"type": "hello", "protocol": 1' + "0" * 25 + ', "ref": "h"}', "bad_field", "h", "protocol"),
+    (
+        '{"type": "state.batch", "states": {"a": {"pos": [0, 0], "tick": 18446744073709551616}},'
+        ' "ref": "b"}',
+        "bad_field",
+        "b",
+        "states.a.tick",
+    ),
+    (
+        _update('{"pos": [1, 2], "route": [[0, 0], [0, 1' + "0" * 20 + "]]}"),
+        "bad_field",
+        "s",
+        "state.route",
+    ),
+    (
+        '{"type": "ping", "ref": "r", "pad": ' + "[" * 65 + "]" * 65 + "}",
+        "invalid_json",
+        None,
+        None,
     ),
     ('{"type": "intents.get", "ref": "g"}', "missing_field", "g", "npc_ids"),
     ('{"type": "intents.get", "npc_ids": [], "ref": "g"}', "bad_field", "g", "npc_ids"),

@@ -179,6 +179,59 @@ async def test_a_batch_with_one_bad_npc_keeps_nothing_and_names_it(
     await ws.disconnect()
 
 
+async def test_integers_past_64_bits_are_bad_fields_and_the_socket_lives(
+    make_key: Callable[..., str],
+) -> None:
+    await watchman()
+    ws = await connect(make_key)
+    await send(ws, type="hello", protocol=2)
+    await receive(ws)
+    await send(ws, type="npc.subscribe", npc_id="pell")
+    await receive(ws)
+    huge = "1" + "0" * 400
+    for frame in (
+        '{"type": "intent.get", "npc_id": "pell", "ref": ' + huge + "}",
+        '{"type": "intents.get", "npc_ids": ["pell"], "ref": ' + huge + "}",
+    ):
+        await ws.send_to(text_data=frame)
+        error = await receive(ws)
+        assert (error["type"], error["code"], error["field"], error["ref"]) == (
+            "error",
+            "bad_field",
+            "ref",
+            None,
+        )
+    state = '{"pos": [0, 0], "tick": ' + huge + "}"
+    await ws.send_to(
+        text_data='{"type": "state.batch", "states": {"pell": ' + state + '}, "ref": "b"}'
+    )
+    error = await receive(ws)
+    assert (error["code"], error["field"], error["ref"]) == ("bad_field", "states.pell.tick", "b")
+    # The socket is still open and usable; the largest 64-bit ref comes back exact.
+    await send(ws, type="intent.get", npc_id="pell", ref=2**64 - 1)
+    intent = await receive(ws)
+    assert (intent["type"], intent["ref"]) == ("intent", 2**64 - 1)
+    await send(ws, type="intents.get", npc_ids=["pell"], ref=-(2**63))
+    answer = await receive(ws)
+    assert (answer["type"], answer["ref"]) == ("intents", -(2**63))
+    await asyncio.sleep(0.25)  # past a state flush: the refused state was not kept
+    assert await live_store().get_state("pell") is None
+    await ws.disconnect()
+
+
+async def test_a_socket_to_an_unknown_path_is_refused_at_the_handshake(
+    make_key: Callable[..., str],
+) -> None:
+    key = await sync_to_async(make_key)("game")
+    for path in ("/ws/nowhere/", "/ws/game/extra/", "/"):
+        communicator = WebsocketCommunicator(
+            application, path, headers=[(b"authorization", f"Bearer {key}".encode())]
+        )
+        connected, _code = await communicator.connect()
+        assert not connected
+        await communicator.wait()
+
+
 async def test_intents_published_together_are_pushed_in_one_frame_in_protocol_2(
     make_key: Callable[..., str], settings: Any
 ) -> None:
