@@ -11,8 +11,11 @@ The event loop thread runs at a real-time priority where the OS allows (``bodybr
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -21,14 +24,47 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bodybroker.settings.base")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from apps.admin_ops.routing import websocket_urlpatterns as ops_websocket_urlpatterns  # noqa: E402
 from apps.npcs.routing import websocket_urlpatterns  # noqa: E402
 from apps.router.gateway import OpenAIGateway  # noqa: E402
 from apps.router.routing import websocket_urlpatterns as job_websocket_urlpatterns  # noqa: E402
+from apps.security.errors import error_body  # noqa: E402
 from apps.security.websocket import ApiKeyOrSessionAuthStack  # noqa: E402
 from bodybroker.mcp import McpRouter  # noqa: E402
 from bodybroker.realtime import raise_event_loop_priority  # noqa: E402
+
+
+async def unknown_socket(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """A websocket handshake to a path with no route: refused, not a server error. A 404 in
+    the API's error shape where the server can answer a handshake with HTTP (the ASGI
+    websocket denial-response extension), else a close before accepting (HTTP 403)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close"})
+        return
+    body = json.dumps(
+        error_body(f"no websocket at {scope.get('path', '')!r}", type_="not_found")
+    ).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
 
 # Outermost first: the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
 # other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol (whose start-up also
@@ -45,6 +81,9 @@ application = OpenAIGateway(
                             *websocket_urlpatterns,
                             *ops_websocket_urlpatterns,
                             *job_websocket_urlpatterns,
+                            # Last, for every other path. An ASGI app, as Channels routes
+                            # to (Django's stubs know only HTTP views).
+                            re_path(r"^", unknown_socket),  # type: ignore[arg-type]
                         ]
                     )
                 ),
