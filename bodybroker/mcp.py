@@ -330,6 +330,7 @@ class McpRouter:
                 return
 
     async def _serve_mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = _counting_errors(send)
         headers = _headers(scope)
         request_id = headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         echo = [(b"x-request-id", request_id.encode("latin-1"))]
@@ -400,6 +401,19 @@ class McpRouter:
             await reg.manager.handle_request(scope, receive, _with_headers(send, echo))
         finally:
             _current_caller.reset(token)
+
+
+def _counting_errors(send: Send) -> Send:
+    """``send``, counting an error answer in the error metric as the other doors do (whether
+    this module refused the request or the MCP server did)."""
+    from apps.router import metrics
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message.get("status", 200) >= 400:
+            metrics.ERRORS.labels("none", f"http_{message['status']}").inc()
+        await send(message)
+
+    return wrapped
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
