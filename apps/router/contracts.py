@@ -53,6 +53,12 @@ class InferenceRequest:
             content = message.get("content")
             if isinstance(content, str):
                 chars += len(content)
+            elif isinstance(content, list):  # text parts, as the OpenAI door accepts them
+                chars += sum(
+                    len(part["text"])
+                    for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                )
         return chars // 4 + 4 * len(self.messages)
 
     @property

@@ -185,6 +185,41 @@ def test_bad_requests_over_http_are_openai_errors(
     assert httpx.get(f"{asgi_server.url}/v1/chat/completions", headers=headers).status_code == 405
 
 
+def test_a_prompt_in_content_parts_is_measured_like_a_string(
+    asgi_server: LiveServer, make_key: Callable[..., str], settings: Any
+) -> None:
+    settings.BODYBROKER_TIERS = {  # no engine: answers come from the template link, instantly
+        tier: {"urls": [], "model": tier, "fallback_urls": []}
+        for tier in ("gold", "silver", "bronze")
+    }
+    settings.BODYBROKER_MAX_PROMPT_CHARS = 100
+    headers = {"Authorization": f"Bearer {make_key('infer')}"}
+    url = f"{asgi_server.url}/v1/chat/completions"
+
+    def chat(content: Any) -> dict[str, Any]:
+        return {"model": "silver", "messages": [{"role": "user", "content": content}]}
+
+    def parts(*texts: str) -> list[dict[str, str]]:
+        return [{"type": "text", "text": text} for text in texts]
+
+    assert httpx.post(url, json=chat("x" * 101), headers=headers).status_code == 400
+    over = httpx.post(url, json=chat(parts("x" * 60, "y" * 41)), headers=headers)
+    assert over.status_code == 400
+    assert over.json()["error"]["param"] == "messages"
+    assert "101 characters" in over.json()["error"]["message"]
+    under = httpx.post(url, json=chat(parts("x" * 60, "y" * 40)), headers=headers)
+    assert under.status_code == 200, under.text
+    # A part the engines cannot read is named, not passed on unmeasured.
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 500}}
+    refused = httpx.post(url, json=chat([*parts("hi"), image]), headers=headers)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "messages[0].content[1]"
+    # Routing sees the parts' length too.
+    as_parts = parse_chat_request(json.dumps(chat(parts("a" * 40, "b" * 40))).encode())[2]
+    as_string = parse_chat_request(json.dumps(chat("a" * 40 + "b" * 40)).encode())[2]
+    assert as_parts.context_tokens == as_string.context_tokens == 24
+
+
 def test_requests_per_minute_are_limited_with_retry_after(
     asgi_server: LiveServer, make_key: Callable[..., str], settings: Any
 ) -> None:
