@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -91,6 +91,9 @@ class NpcChangeSerializer(NpcFieldsSerializer):
     )
 
 
+# Named apart from NpcChangeSerializer's request component, which the schema calls
+# "NpcChangeRequest".
+@extend_schema_serializer(component_name="NpcChangeAwaitingApproval")
 class NpcChangeRequestSerializer(serializers.Serializer[Any]):
     """The answer when a change waits for approval (202)."""
 
