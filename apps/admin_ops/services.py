@@ -147,6 +147,32 @@ def check_may_request(*, kind: str, scopes: frozenset[str]) -> ChangeKind:
     return declared
 
 
+def check_may_reject(change_request: ChangeRequest, *, user: Any, scopes: frozenset[str]) -> None:
+    """A person rejects: one holding the kind's ``decide_scope``, or the author withdrawing."""
+    kind = _kind(change_request.kind)
+    if not getattr(user, "pk", None):
+        raise ChangeRequestError("decisions are made by a person", code="forbidden")
+    if kind.decide_scope not in scopes and not is_author(change_request, user):
+        raise ChangeRequestError(
+            f"deciding needs the '{kind.decide_scope}' scope", code="forbidden"
+        )
+
+
+def check_may_revise(
+    change_request: ChangeRequest, *, actor: Actor, scopes: frozenset[str], amending: bool
+) -> None:
+    """Only the author amends the payload; the author or a decider refreshes the diff."""
+    kind = _kind(change_request.kind)
+    person = actor.person
+    own = (actor.key is not None and actor.key.pk == change_request.author_key_id) or (
+        person is not None and is_author(change_request, person)
+    )
+    if amending and not own:
+        raise ChangeRequestError("only the author can amend the payload", code="forbidden")
+    if not own and kind.decide_scope not in scopes:
+        raise ChangeRequestError("refreshing needs the author or a decider", code="forbidden")
+
+
 def _check_input(kind: ChangeKind, target: str, payload: Any, reason: str | None) -> dict[str, Any]:
     if not TARGET_PATTERN.match(target) or target.split(":", 1)[0] not in kind.target_prefixes:
         raise ChangeRequestError(
@@ -447,22 +473,28 @@ def change_request_reject(
     ``change_request.reject`` audit event, an ``approvals.update`` broadcast and the kind's
     ``on_closed`` hooks.
     """
-    if not comment.strip():
-        raise ChangeRequestError("say why it is rejected", field="comment")
-    if len(comment) > MAX_COMMENT_CHARS:
-        raise ChangeRequestError(f"at most {MAX_COMMENT_CHARS} characters", field="comment")
     with transaction.atomic():
         change_request = _locked(change_request_id)
         kind = _kind(change_request.kind)
-        if not getattr(user, "pk", None):
-            raise ChangeRequestError("decisions are made by a person", code="forbidden")
-        if kind.decide_scope not in scopes and not is_author(change_request, user):
-            raise ChangeRequestError(
-                f"deciding needs the '{kind.decide_scope}' scope", code="forbidden"
-            )
+        # Who may reject comes first: a caller who may not gets 403 whatever the comment.
+        check_may_reject(change_request, user=user, scopes=scopes)
+        if not comment.strip():
+            raise ChangeRequestError("say why it is rejected", field="comment")
+        if len(comment) > MAX_COMMENT_CHARS:
+            raise ChangeRequestError(f"at most {MAX_COMMENT_CHARS} characters", field="comment")
         if change_request.status not in OPEN_STATUSES:
             raise ChangeRequestError(
                 f"cannot reject: it is {change_request.status}", code="conflict"
+            )
+        # One decision per person and revision (the table enforces it): an approver who
+        # changed their mind leaves the rejection to another decider or the author.
+        if ChangeRequestDecision.objects.filter(
+            change_request=change_request, user=user, revision=change_request.revision
+        ).exists():
+            raise ChangeRequestError(
+                f"you already approved revision {change_request.revision}; another decider "
+                "or the author can reject it",
+                code="conflict",
             )
         before = _state(change_request)
         ChangeRequestDecision.objects.create(
@@ -543,14 +575,7 @@ def change_request_revise(
     with transaction.atomic():
         change_request = _locked(change_request_id)
         kind = _kind(change_request.kind)
-        person = actor.person
-        own = (actor.key is not None and actor.key.pk == change_request.author_key_id) or (
-            person is not None and is_author(change_request, person)
-        )
-        if payload is not None and not own:
-            raise ChangeRequestError("only the author can amend the payload", code="forbidden")
-        if payload is None and not own and kind.decide_scope not in scopes:
-            raise ChangeRequestError("refreshing needs the author or a decider", code="forbidden")
+        check_may_revise(change_request, actor=actor, scopes=scopes, amending=payload is not None)
         if change_request.status not in OPEN_STATUSES:
             raise ChangeRequestError(f"it is {change_request.status}", code="conflict")
         if change_request.expires_at <= timezone.now():

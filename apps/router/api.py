@@ -30,6 +30,7 @@ from bodybroker.api import (
     StrictIntegerField,
     StrictSerializer,
 )
+from bodybroker.openapi import error_response
 from inference.errors import EngineHTTPError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -48,7 +49,7 @@ class InferRequestSerializer(StrictSerializer):
     max_tokens = StrictIntegerField(min_value=1, max_value=4096, default=256)
     temperature = StrictFloatField(min_value=0.0, max_value=2.0, required=False)
     stop = serializers.ListField(child=StrictCharField(), required=False, max_length=4)
-    seed = StrictIntegerField(required=False)
+    seed = StrictIntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1)
     needs_tools = StrictBooleanField(default=False)
     requires_expert_reasoning = StrictBooleanField(default=False)
     tools = serializers.ListField(child=serializers.DictField(), required=False, max_length=64)
@@ -153,6 +154,15 @@ def _caller(request: Request) -> tuple[Any, ApiKey | None]:
     return (None if key else request.user), key
 
 
+def _needs_jobs() -> Response:
+    return Response(
+        error_body(
+            "async requests become jobs and need the 'jobs' scope", type_="permission_denied"
+        ),
+        status=status.HTTP_403_FORBIDDEN,
+    )
+
+
 class InferView(AsyncAPIView):
     """Answer a prompt on the tier the routing policy picks (Bronze answers with a job)."""
 
@@ -164,10 +174,16 @@ class InferView(AsyncAPIView):
             200: InferAnswerSerializer,
             202: OpenApiResponse(description="queued as a Bronze job: {job_id, status}"),
             400: OpenApiResponse(description="invalid request; error.fields names each field"),
+            429: error_response("over the key's request, token or budget limits (Retry-After)"),
         },
     )
     async def post(self, request: Request) -> Response:
         started = time.perf_counter()
+        # An explicit ``sla: async`` is a job, which needs the jobs scope: refused before the
+        # body is validated, like every other scope.
+        asked_async = isinstance(request.data, dict) and request.data.get("sla") == "async"
+        if asked_async and JOBS not in caller_scopes(request):
+            return _needs_jobs()
         serializer = InferRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = request.auth if isinstance(request.auth, ApiKey) else None
@@ -184,13 +200,7 @@ class InferView(AsyncAPIView):
         decision = inference_request.decide()
         if decision.tier == "bronze":
             if JOBS not in caller_scopes(request):
-                return Response(
-                    error_body(
-                        "async requests become jobs and need the 'jobs' scope",
-                        type_="permission_denied",
-                    ),
-                    status=status.HTTP_403_FORBIDDEN,
-                )
+                return _needs_jobs()
             user, key = _caller(request)
             job = await sync_to_async(services.job_submit)(
                 request=inference_request, submitted_by_user=user, submitted_by_key=key

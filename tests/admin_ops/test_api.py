@@ -254,3 +254,22 @@ def test_audit_events_cannot_be_changed_even_by_sql(make_key: Callable[..., str]
                 "UPDATE admin_ops_auditevent SET action = %s WHERE id = %s", ["x", event.pk]
             )
     assert AuditEvent.objects.get(pk=event.pk).action == "api_key.create"
+
+
+def test_an_approver_who_then_rejects_the_same_revision_is_told_409(
+    api: APIClient, otto: User, adam: User
+) -> None:
+    api.force_login(otto)
+    change_request_id = api.post(BASE, WRITE, format="json").json()["id"]
+    api.force_login(adam)
+    assert api.post(f"{BASE}{change_request_id}/approve", {}, format="json").status_code == 200
+    response = api.post(
+        f"{BASE}{change_request_id}/reject", {"comment": "On second thought."}, format="json"
+    )
+    assert response.status_code == 409
+    assert "already approved revision" in response.json()["error"]["message"]
+    api.force_login(otto)
+    withdrawn = api.post(
+        f"{BASE}{change_request_id}/reject", {"comment": "Never mind."}, format="json"
+    )
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "rejected"
