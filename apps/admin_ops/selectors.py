@@ -74,6 +74,12 @@ def approval_queue() -> QuerySet[ChangeRequest]:
     return change_requests().filter(status__in=(*OPEN_STATUSES, ChangeRequestStatus.EXECUTING))
 
 
+def change_requests_waiting_on(*, kind: str, target: str) -> QuerySet[ChangeRequest]:
+    """The open or running requests of ``kind`` against ``target``, oldest first (shown where
+    the target is edited, so a second request is not opened unknowingly)."""
+    return approval_queue().filter(kind=kind, target=target)
+
+
 def approval_counts_by_kind() -> list[dict[str, Any]]:
     """``[{kind, pending, approved}]`` for every declared kind, in declaration order."""
     rows = (

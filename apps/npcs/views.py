@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from apps.admin_ops import selectors as ops_selectors
 from apps.admin_ops.actors import actor_for
 from apps.admin_ops.services import ChangeRequestError
 from apps.npcs import archetypes, personas, selectors
@@ -210,9 +211,13 @@ def npc_edit(request: HttpRequest, slug: str) -> HttpResponse:
             return _saved(request, reverse("approval-detail", args=[outcome.change_request.id]))
         return _saved(request)
     form = {name: getattr(npc, name) for name in npc_services.NPC_FIELDS}
-    return render(
-        request, "npcs/npc_edit.html", _form_context(npc=npc, form=form, slug=slug, errors={})
+    context = _form_context(npc=npc, form=form, slug=slug, errors={})
+    context["waiting"] = list(
+        ops_selectors.change_requests_waiting_on(
+            kind=npc_services.NPC_UPDATE_KIND, target=f"npc:{slug}"
+        )
     )
+    return render(request, "npcs/npc_edit.html", context)
 
 
 @require_POST

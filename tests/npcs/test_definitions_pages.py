@@ -189,6 +189,8 @@ def test_an_editor_edit_of_who_an_npc_is_becomes_a_change_request(erin: User) ->
     npc = Npc.objects.get(slug="gallowsgate-watchman")
     assert npc.name != "Old Jory" and npc.active is True  # nothing changes before approval
     assert client.get(f"/approvals/{change_request.id}/").status_code == 200  # the author's
+    page = client.get("/npcs/gallowsgate-watchman/edit").content.decode()
+    assert "waiting for approval" in page and f"/approvals/{change_request.id}/" in page
 
     bad = client.post("/npcs/gallowsgate-watchman/edit", {**FORM, "default_intent": "fly"})
     assert bad.status_code == 400 and "not one of the allowed intents" in bad.content.decode()
