@@ -219,6 +219,25 @@ async def test_integers_past_64_bits_are_bad_fields_and_the_socket_lives(
     await ws.disconnect()
 
 
+async def test_a_server_fault_on_a_frame_is_an_internal_error_and_the_socket_lives(
+    make_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await watchman()
+    ws = await connect(make_key)
+
+    async def store_down(self: Any, npc_id: str) -> None:
+        raise ConnectionError("the live store went away")
+
+    monkeypatch.setattr(type(live_store()), "get_intent", store_down)
+    await send(ws, type="intent.get", npc_id="pell", ref="i")  # not subscribed: asks the store
+    error = await receive(ws)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "internal", "i")
+    monkeypatch.undo()
+    await send(ws, type="intent.get", npc_id="pell", ref="again")
+    assert (await receive(ws))["type"] == "intent"
+    await ws.disconnect()
+
+
 async def test_a_socket_to_an_unknown_path_is_refused_at_the_handshake(
     make_key: Callable[..., str],
 ) -> None:
