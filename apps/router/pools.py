@@ -11,7 +11,8 @@ seconds) and passive (a connection error or 5xx marks the endpoint down for a ba
 request after that period is the half-open probe). ``engine_health`` tells *down* from *busy* for
 ``/health/`` and the active checks alike: a CPU engine answers its probe only between
 generations, so a probe that gets no answer in time means down only when the port refuses
-connections too, or when every request sent there since its last answer failed.
+connections too, or when the requests sent there failed since its last answer in a way no busy
+engine fails (refused, reset, 5xx), or only timed out for longer than ``HUNG_AFTER_S``.
 
 State is per event loop — the semaphores and pooled clients belong to the loop that uses them —
 and is rebuilt when the tier settings change.
@@ -33,11 +34,13 @@ from django.dispatch import receiver
 
 from apps.router.policy import Priority, Tier
 from inference.client import EngineClient, Timeouts, get_client
-from inference.errors import EngineError, EngineHTTPError
+from inference.errors import EngineError, EngineHTTPError, EngineStalled, EngineTimeout
 
 DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 EWMA_ALPHA = 0.2
 ESTIMATE_TTL_S = 10.0  # latency estimates older than this are forgotten (see Endpoint.expected_ms)
+
+HUNG_AFTER_S = 120.0  # port open, only timeouts, no answer at all for this long: hung, not busy
 
 EngineState = Literal["up", "busy", "down"]
 
@@ -58,8 +61,9 @@ class Endpoint:
     ms_per_token: float | None = None
     base_ms: float | None = None
     observed_at: float = 0.0
-    answered_at: float = 0.0
+    answered_at: float = field(default_factory=time.monotonic)  # last sign of life
     failed_at: float = 0.0
+    failed_hard_at: float = 0.0  # last failure a busy engine would not cause
     client: EngineClient | None = field(default=None, repr=False)
 
     def engine_client(self, timeouts: Timeouts) -> EngineClient:
@@ -74,8 +78,10 @@ class Endpoint:
         self.healthy, self.failures, self.retry_at = True, 0, 0.0
         self.answered_at = time.monotonic()
 
-    def mark_down(self, now: float) -> None:
+    def mark_down(self, now: float, *, hard: bool = True) -> None:
         self.failed_at = now
+        if hard:
+            self.failed_hard_at = now
         self.failures += 1
         self.healthy = False
         self.retry_at = now + DOWN_BACKOFF_S[min(self.failures, len(DOWN_BACKOFF_S)) - 1]
@@ -84,7 +90,9 @@ class Endpoint:
         """A connection error, timeout, stall or 5xx counts against the endpoint; a 4xx (the
         request's fault) does not."""
         if not isinstance(exc, EngineHTTPError) or exc.retryable:
-            self.mark_down(time.monotonic())
+            # A timeout is what a busy engine causes too; refused, reset or 5xx it is not.
+            hard = not isinstance(exc, EngineTimeout | EngineStalled)
+            self.mark_down(time.monotonic(), hard=hard)
 
     def observe(self, latency_ms: float, completion_tokens: int) -> None:
         """Fold one answer's latency into the per-token and fixed-cost estimates.
@@ -217,8 +225,9 @@ class EngineHealth:
     """One engine's state as ``/health/`` reports it.
 
     ``up``: it answered the probe. ``busy``: no answer in time, but its port accepts connections
-    and the requests sent to it have not all failed since its last answer; not a failure.
-    ``down``: refused, answered with an error, or only failures since its last answer.
+    and its requests show nothing worse than timeouts; not a failure. ``down``: refused,
+    answered with an error, or since its last answer a request was refused, reset or answered
+    with a 5xx, or requests only timed out for longer than ``HUNG_AFTER_S``.
     ``evidence`` names what decided: the ``probe``, the ``port``, or the ``requests``.
     """
 
@@ -245,13 +254,24 @@ async def classify(client: EngineClient, endpoints: list[Endpoint]) -> EngineHea
     latency_ms = round(probe.latency_ms + port.latency_ms, 2)
     if not port.ok:
         return EngineHealth("down", f"{url}: {probe.detail}; {port.detail}", latency_ms, "port")
-    failed_at = max((e.failed_at for e in endpoints), default=0.0)
     answered_at = max((e.answered_at for e in endpoints), default=0.0)
+    failed_hard_at = max((e.failed_hard_at for e in endpoints), default=0.0)
+    failed_at = max((e.failed_at for e in endpoints), default=0.0)
     failures = sum(e.failures for e in endpoints)
-    if failures and failed_at > answered_at:
+    silent_s = time.monotonic() - answered_at
+    if failed_hard_at > answered_at:
         return EngineHealth(
             "down",
-            f"{url}: port open, but its last {failures} request(s) failed and none answered since",
+            f"{url}: port open, but {failures} request(s) failed (refused, reset or 5xx) "
+            "and none answered since",
+            latency_ms,
+            "requests",
+        )
+    if failed_at > answered_at and silent_s > HUNG_AFTER_S:
+        return EngineHealth(
+            "down",
+            f"{url}: port open, but its requests time out and nothing answered for "
+            f"{silent_s:.0f} s",
             latency_ms,
             "requests",
         )

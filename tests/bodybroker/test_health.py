@@ -3,24 +3,24 @@ busy, not down."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
 import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from apps.router import pools as router_pools
 from apps.router.engines import engine_health
-from apps.router.pools import pools
 from inference.client import Timeouts, get_client
-from inference.errors import EngineError
+from inference.errors import EngineHTTPError, EngineTimeout
 from inference.process import EngineProcess
+from tests.support.scripted_engine import Script, ScriptedEngine, json_response
 
 EXPECTED = {
     "database",
@@ -170,38 +170,70 @@ def test_health_is_503_with_the_engine_down_once_its_process_is_gone(
     assert body["checks"]["engine:gold"]["ok"] is False
 
 
-@pytest.fixture
-def hung_engine() -> Iterator[str]:
-    """A port that accepts connections and never answers: a hung engine, or a very busy one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+def generating(answer: dict[str, str]) -> Script:
+    """An engine that is busy generating (it answers nothing) unless told to answer a 5xx."""
+
+    async def script(writer: asyncio.StreamWriter) -> None:
+        if answer["with"] == "503":
+            writer.write(json_response(503, {"error": "model crashed"}, "Service Unavailable"))
+        else:
+            await asyncio.sleep(3600)
+
+    return script
 
 
-async def test_a_silent_engine_is_busy_until_the_requests_sent_there_fail(
-    hung_engine: str, settings: Any
-) -> None:
+def point_every_tier_at(settings: Any, url: str) -> None:
     settings.BODYBROKER_TIERS = {
-        tier: {"urls": [hung_engine], "model": "silver", "fallback_urls": []}
+        tier: {"urls": [url], "model": "silver", "fallback_urls": []}
         for tier in ("gold", "silver", "bronze")
     }
-    # No request has failed there yet: the open port is all the probe knows, so it is busy.
-    found = await engine_health(hung_engine, "silver")
-    assert (found.state, found.ok) == ("busy", True), found
-    # The active checks leave a busy engine in rotation.
-    await pools().check_health()
-    endpoints = pools().endpoints_at(hung_engine)
-    assert len(endpoints) == 3 and all(e.healthy for e in endpoints)
 
-    # A request sent there times out, as a real one would; the pools record it (passive health).
-    quick = Timeouts(connect=0.5, first_token=0.5, total=0.5, health=0.5)
-    with pytest.raises(EngineError) as failed:
-        await get_client(hung_engine, "silver", quick).chat(
-            [{"role": "user", "content": "Anyone there?"}], max_tokens=4
-        )
-    endpoints[0].record_failure(failed.value)
 
-    found = await engine_health(hung_engine, "silver")
-    assert (found.state, found.ok, found.evidence) == ("down", False, "requests"), found
-    assert "failed" in found.detail
+QUICK = Timeouts(connect=0.5, first_token=0.5, total=0.5, health=0.5)
+
+
+async def test_a_silent_engine_is_busy_while_its_requests_only_time_out(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ScriptedEngine(generating({"with": "nothing"})) as engine:
+        point_every_tier_at(settings, engine.base_url)
+        # The open port is all the probe learns: busy, and the active checks keep it in rotation.
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok, found.evidence) == ("busy", True, "port"), found
+        await router_pools.pools().check_health()
+        endpoints = router_pools.pools().endpoints_at(engine.base_url)
+        assert len(endpoints) == 3 and all(e.healthy for e in endpoints)
+
+        # A request sent there times out; the pools record it, as the chains do. A busy engine
+        # times requests out too, so it is still busy, not down.
+        with pytest.raises(EngineTimeout) as failed:
+            await get_client(engine.base_url, "silver", QUICK).chat(
+                [{"role": "user", "content": "Anyone there?"}], max_tokens=4
+            )
+        endpoints[0].record_failure(failed.value)
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok) == ("busy", True), found
+
+        # Only timeouts and no answer of any kind for longer than a generation can take: hung.
+        monkeypatch.setattr(router_pools, "HUNG_AFTER_S", 0.2)
+        await asyncio.sleep(0.3)
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok, found.evidence) == ("down", False, "requests"), found
+        assert "nothing answered" in found.detail
+
+
+async def test_an_engine_that_failed_a_request_with_a_5xx_is_down_while_it_stays_silent(
+    settings: Any,
+) -> None:
+    answer = {"with": "503"}
+    async with ScriptedEngine(generating(answer)) as engine:
+        point_every_tier_at(settings, engine.base_url)
+        with pytest.raises(EngineHTTPError) as failed:
+            await get_client(engine.base_url, "silver", QUICK).chat(
+                [{"role": "user", "content": "Anyone there?"}], max_tokens=4
+            )
+        router_pools.pools().endpoints_at(engine.base_url)[0].record_failure(failed.value)
+        answer["with"] = "nothing"
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok, found.evidence) == ("down", False, "requests"), found
+        assert "5xx" in found.detail
