@@ -14,13 +14,13 @@ exponential backoff and jitter before moving to the next.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from apps.router.pools import engine_timeouts
@@ -49,10 +49,16 @@ class EngineBackend:
         self.label = f"engine:{url}"
 
     def complete(self, *, job_id: str, attempt: int, request: dict[str, Any]) -> BronzeResult:
-        return async_to_sync(self._complete)(request)
+        # The attempt runs on an event loop in this very thread (not on async_to_sync's helper
+        # thread, which would go on alone): when the worker interrupts it, as a soft time limit
+        # does by raising here, leaving the loop cancels the engine call, which closes its
+        # connection, and the engine stops generating. A worker that dies outright closes the
+        # connection with it.
+        return asyncio.run(self._complete(request))
 
     async def _complete(self, request: dict[str, Any]) -> BronzeResult:
         # Each job runs on a fresh event loop in the worker, so it owns its client.
+        seed = request.get("seed")
         async with EngineClient(
             self.url, self.model, engine_timeouts(), engine=self.engine
         ) as client:
@@ -61,6 +67,8 @@ class EngineBackend:
                 max_tokens=request["max_tokens"],
                 temperature=request.get("temperature"),
                 stop=request.get("stop"),
+                response_format=request.get("response_format"),
+                extra=None if seed is None else {"seed": seed},
             )
         return BronzeResult(
             completion.text, completion.prompt_tokens or 0, completion.completion_tokens or 0

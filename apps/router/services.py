@@ -59,6 +59,8 @@ def job_submit(
                 "max_tokens": request.max_tokens,
                 "temperature": request.temperature,
                 "stop": request.stop,
+                "response_format": request.response_format,
+                "seed": request.seed,
             },
             submitted_by_user=user,
             submitted_by_key=submitted_by_key,

@@ -7,8 +7,14 @@ request behind it: each test drops a long answer and times a short request to th
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -114,3 +120,85 @@ def test_a_deadline_that_passes_mid_answer_stops_the_engine(
     assert response.json()["x_bodybroker"]["source"] != "model"
     assert behind < alone + STOP_WITHIN_S, (alone, behind)
     assert cancelled("silver", "deadline") > before
+
+
+# --- Bronze ------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+LONG_JOB = {
+    "messages": LONG_MESSAGES,
+    "max_tokens": LONG_TOKENS,
+    "response_format": LONG_RESPONSE_FORMAT,
+}
+# What a Celery worker process runs for one Bronze attempt (apps.router.tasks.run_bronze_job).
+ATTEMPT = """
+import json, sys
+import django
+django.setup()
+from apps.router.bronze import EngineBackend
+print("asking", flush=True)
+EngineBackend(sys.argv[1], "silver", "cpu").complete(
+    job_id="j", attempt=1, request=json.loads(sys.argv[2])
+)
+"""
+
+
+def test_a_bronze_attempt_whose_worker_dies_stops_the_engine(engines: dict[str, str]) -> None:
+    alone = short_request_s(engines["silver"], "silver")
+    worker = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", ATTEMPT, engines["silver"], json.dumps(LONG_JOB)],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "bodybroker.settings.test"},
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == b"asking\n"
+        time.sleep(1.5)  # connected and generating
+    finally:
+        worker.kill()  # as the OOM killer or a hard time limit would
+        worker.wait()
+
+    behind = short_request_s(engines["silver"], "silver")
+
+    assert behind < alone + STOP_WITHIN_S, (alone, behind)
+
+
+def test_a_bronze_attempt_interrupted_by_its_soft_time_limit_stops_the_engine(
+    engines: dict[str, str],
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from apps.router.bronze import EngineBackend
+
+    def soft_time_limit(signum: int, frame: object) -> None:
+        raise SoftTimeLimitExceeded()  # as Celery's handler does, in the worker's main thread
+
+    alone = short_request_s(engines["silver"], "silver")
+    previous = signal.signal(signal.SIGALRM, soft_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(SoftTimeLimitExceeded):
+            EngineBackend(engines["silver"], "silver", "cpu").complete(
+                job_id="j", attempt=1, request=LONG_JOB
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    behind = short_request_s(engines["silver"], "silver")
+
+    assert behind < alone + STOP_WITHIN_S, (alone, behind)
+
+
+def test_attempts_lost_with_their_worker_are_counted() -> None:
+    from apps.router.models import Job, JobAttempt
+    from apps.router.services import job_claim
+
+    before = cancelled("bronze", "worker_lost")
+    job = Job.objects.create(
+        request={"messages": LONG_MESSAGES, "max_tokens": 8}, status="running", attempts=1
+    )
+    JobAttempt.objects.create(job=job, number=1, backend="engine", worker="gone@nowhere")
+
+    assert job_claim(job_id=str(job.pk), backend_for=lambda _failed: "engine", worker="here")
+    assert cancelled("bronze", "worker_lost") == before + 1
