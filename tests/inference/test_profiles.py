@@ -35,7 +35,7 @@ def test_gold_defaults_to_llama_cpp_serving_the_bundled_model_as_gold() -> None:
     argv = profile.command("127.0.0.1", 8101, python="/venv/bin/python")
 
     assert profile.engine == "cpu"
-    assert argv[:3] == ["/venv/bin/python", "-m", "llama_cpp.server"]
+    assert argv[:3] == ["/venv/bin/python", "-m", "inference.llama_server"]
     assert _flag(argv, "--model_alias") == "gold"
     assert _flag(argv, "--model").endswith(".gguf")
     assert Path(_flag(argv, "--model")).is_file()
