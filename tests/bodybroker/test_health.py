@@ -39,8 +39,8 @@ EXPECTED = {
 def test_health_is_200_when_every_dependency_is_up(
     client: Client, celery_worker: subprocess.Popen[bytes]
 ) -> None:
-    # An engine busy finishing an earlier test's long answer may miss one probe: health is a
-    # point-in-time view, so ask until every dependency has been seen up at once.
+    # The worker's heartbeat row returns a moment after the flush that ended the previous test:
+    # health is a point-in-time view, so ask until every dependency has been seen up at once.
     deadline = time.monotonic() + 30
     response = client.get("/health/")
     while response.status_code != 200 and time.monotonic() < deadline:
@@ -51,6 +51,7 @@ def test_health_is_200_when_every_dependency_is_up(
     assert body["status"] == "ok" and body["failing"] == []
     assert set(body["checks"]) == EXPECTED
     assert all(check["ok"] for check in body["checks"].values())
+    assert {check["state"] for check in body["checks"].values()} <= {"up", "busy"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -73,6 +74,8 @@ def test_health_is_503_naming_a_dead_engine_and_a_missing_worker(
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["cache"]["ok"] is True
     assert "127.0.0.1:9" in body["checks"]["engine:gold"]["detail"]
+    assert body["checks"]["engine:gold"]["state"] == "down"  # refused: gone, not busy
+    assert body["checks"]["worker"]["state"] == "down"
 
 
 @pytest.mark.django_db
