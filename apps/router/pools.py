@@ -12,7 +12,9 @@ request after that period is the half-open probe). ``engine_health`` tells *down
 ``/health/`` and the active checks alike: a CPU engine answers its probe only between
 generations, so a probe that gets no answer in time means down only when the port refuses
 connections too, or when the requests sent there failed since its last answer in a way no busy
-engine fails (refused, reset, 5xx), or only timed out for longer than ``HUNG_AFTER_S``.
+engine fails (refused, reset, 5xx), or only timed out for longer than any one generation may take
+(``hung_after_s``). A busy engine is still left out of rotation for a back-off, as before, so
+real-time requests go to the next link instead of queueing behind a long generation.
 
 State is per event loop — the semaphores and pooled clients belong to the loop that uses them —
 and is rebuilt when the tier settings change.
@@ -39,8 +41,6 @@ from inference.errors import EngineError, EngineHTTPError, EngineStalled, Engine
 DOWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 EWMA_ALPHA = 0.2
 ESTIMATE_TTL_S = 10.0  # latency estimates older than this are forgotten (see Endpoint.expected_ms)
-
-HUNG_AFTER_S = 120.0  # port open, only timeouts, no answer at all for this long: hung, not busy
 
 EngineState = Literal["up", "busy", "down"]
 
@@ -78,10 +78,18 @@ class Endpoint:
         self.healthy, self.failures, self.retry_at = True, 0, 0.0
         self.answered_at = time.monotonic()
 
+    def heard_from(self) -> None:
+        """It answered something (a probe): alive, whatever the router makes of it."""
+        self.answered_at = time.monotonic()
+
     def mark_down(self, now: float, *, hard: bool = True) -> None:
         self.failed_at = now
         if hard:
             self.failed_hard_at = now
+        self.mark_busy(now)
+
+    def mark_busy(self, now: float) -> None:
+        """Out of rotation for a back-off; unlike ``mark_down``, no evidence that it is down."""
         self.failures += 1
         self.healthy = False
         self.retry_at = now + DOWN_BACKOFF_S[min(self.failures, len(DOWN_BACKOFF_S)) - 1]
@@ -194,10 +202,7 @@ class PoolSet:
         return [e for pool in self.all_pools() for e in pool.endpoints if e.url == url]
 
     async def check_health(self) -> None:
-        """Probe every engine once, concurrently, and mark its endpoints up or down.
-
-        A busy engine (no answer in time, port open) keeps whatever its requests last showed.
-        """
+        """Probe every engine once, concurrently, and mark its endpoints up, busy or down."""
         by_url: dict[str, tuple[TierPool, list[Endpoint]]] = {}
         for pool in self.all_pools():
             for endpoint in pool.endpoints:
@@ -206,11 +211,14 @@ class PoolSet:
         async def probe(pool: TierPool, endpoints: list[Endpoint]) -> None:
             client = endpoints[0].engine_client(pool.timeouts)
             found = await classify(client, endpoints)
+            now = time.monotonic()
             for endpoint in endpoints:
                 if found.state == "up":
                     endpoint.mark_up()
                 elif found.state == "down" and found.evidence != "requests":
-                    endpoint.mark_down(time.monotonic())
+                    endpoint.mark_down(now)
+                else:  # the probe went unanswered: its requests already told what they saw
+                    endpoint.mark_busy(now)
 
         await asyncio.gather(*(probe(pool, found) for pool, found in by_url.values()))
 
@@ -227,7 +235,7 @@ class EngineHealth:
     ``up``: it answered the probe. ``busy``: no answer in time, but its port accepts connections
     and its requests show nothing worse than timeouts; not a failure. ``down``: refused,
     answered with an error, or since its last answer a request was refused, reset or answered
-    with a 5xx, or requests only timed out for longer than ``HUNG_AFTER_S``.
+    with a 5xx, or requests only timed out for longer than ``hung_after_s()``.
     ``evidence`` names what decided: the ``probe``, the ``port``, or the ``requests``.
     """
 
@@ -241,12 +249,22 @@ class EngineHealth:
         return self.state != "down"
 
 
+def hung_after_s() -> float:
+    """How long an engine may answer nothing while its requests time out and still be busy:
+    the longest one generation may take (an interactive request's total deadline, or a Bronze
+    job's time limit on the engines Bronze shares)."""
+    total = float(settings.BODYBROKER_ENGINE_TIMEOUTS["total"])
+    return max(total, float(settings.BODYBROKER_BRONZE_TIMEOUT_S))
+
+
 async def classify(client: EngineClient, endpoints: list[Endpoint]) -> EngineHealth:
     """Probe the engine behind ``client`` and tell up, busy and down apart, with what
     ``endpoints`` (this loop's pools' endpoints for it) saw of the requests sent there."""
     url = client.base_url
     probe = await client.health()
     if probe.ok:
+        for endpoint in endpoints:
+            endpoint.heard_from()
         return EngineHealth("up", url, probe.latency_ms)
     if not probe.timed_out:
         return EngineHealth("down", f"{url}: {probe.detail}", probe.latency_ms)
@@ -257,17 +275,16 @@ async def classify(client: EngineClient, endpoints: list[Endpoint]) -> EngineHea
     answered_at = max((e.answered_at for e in endpoints), default=0.0)
     failed_hard_at = max((e.failed_hard_at for e in endpoints), default=0.0)
     failed_at = max((e.failed_at for e in endpoints), default=0.0)
-    failures = sum(e.failures for e in endpoints)
     silent_s = time.monotonic() - answered_at
     if failed_hard_at > answered_at:
         return EngineHealth(
             "down",
-            f"{url}: port open, but {failures} request(s) failed (refused, reset or 5xx) "
-            "and none answered since",
+            f"{url}: port open, but a request failed there (refused, reset or 5xx) and nothing "
+            "answered since",
             latency_ms,
             "requests",
         )
-    if failed_at > answered_at and silent_s > HUNG_AFTER_S:
+    if failed_at > answered_at and silent_s > hung_after_s():
         return EngineHealth(
             "down",
             f"{url}: port open, but its requests time out and nothing answered for "

@@ -174,11 +174,14 @@ def test_health_is_503_with_the_engine_down_once_its_process_is_gone(
 
 
 def generating(answer: dict[str, str]) -> Script:
-    """An engine that is busy generating (it answers nothing) unless told to answer a 5xx."""
+    """An engine that is busy generating (it answers nothing) unless told to answer a 5xx or,
+    being idle, its model list."""
 
     async def script(writer: asyncio.StreamWriter) -> None:
         if answer["with"] == "503":
             writer.write(json_response(503, {"error": "model crashed"}, "Service Unavailable"))
+        elif answer["with"] == "models":
+            writer.write(json_response(200, {"object": "list", "data": [{"id": "silver"}]}))
         else:
             await asyncio.sleep(3600)
 
@@ -195,17 +198,18 @@ def point_every_tier_at(settings: Any, url: str) -> None:
 QUICK = Timeouts(connect=0.5, first_token=0.5, total=0.5, health=0.5)
 
 
-async def test_a_silent_engine_is_busy_while_its_requests_only_time_out(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_silent_engine_is_busy_while_its_requests_only_time_out(settings: Any) -> None:
     async with ScriptedEngine(generating({"with": "nothing"})) as engine:
         point_every_tier_at(settings, engine.base_url)
-        # The open port is all the probe learns: busy, and the active checks keep it in rotation.
+        # The open port is all the probe learns: busy. The active checks take it out of rotation
+        # for a back-off (real-time requests take the next link) without calling it down.
         found = await engine_health(engine.base_url, "silver")
         assert (found.state, found.ok, found.evidence) == ("busy", True, "port"), found
         await router_pools.pools().check_health()
         endpoints = router_pools.pools().endpoints_at(engine.base_url)
-        assert len(endpoints) == 3 and all(e.healthy for e in endpoints)
+        assert len(endpoints) == 3 and not any(e.healthy for e in endpoints)
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok) == ("busy", True), found
 
         # A request sent there times out; the pools record it, as the chains do. A busy engine
         # times requests out too, so it is still busy, not down.
@@ -217,15 +221,22 @@ async def test_a_silent_engine_is_busy_while_its_requests_only_time_out(
         found = await engine_health(engine.base_url, "silver")
         assert (found.state, found.ok) == ("busy", True), found
 
-        # Only timeouts and no answer of any kind for longer than a generation can take: hung.
-        monkeypatch.setattr(router_pools, "HUNG_AFTER_S", 0.2)
+        # Only timeouts and no answer of any kind for longer than a generation may take: hung.
+        settings.BODYBROKER_BRONZE_TIMEOUT_S = 0.2
+        settings.BODYBROKER_ENGINE_TIMEOUTS = {"connect": 0.5, "first_token": 0.2, "total": 0.2}
+        endpoints = router_pools.pools().endpoints_at(engine.base_url)  # rebuilt: new settings
+        with pytest.raises(EngineTimeout) as failed:
+            await get_client(engine.base_url, "silver", QUICK).chat(
+                [{"role": "user", "content": "Still there?"}], max_tokens=4
+            )
+        endpoints[0].record_failure(failed.value)
         await asyncio.sleep(0.3)
         found = await engine_health(engine.base_url, "silver")
         assert (found.state, found.ok, found.evidence) == ("down", False, "requests"), found
         assert "nothing answered" in found.detail
 
 
-async def test_an_engine_that_failed_a_request_with_a_5xx_is_down_while_it_stays_silent(
+async def test_an_engine_that_failed_a_request_with_a_5xx_is_down_until_it_answers_again(
     settings: Any,
 ) -> None:
     answer = {"with": "503"}
@@ -240,3 +251,11 @@ async def test_an_engine_that_failed_a_request_with_a_5xx_is_down_while_it_stays
         found = await engine_health(engine.base_url, "silver")
         assert (found.state, found.ok, found.evidence) == ("down", False, "requests"), found
         assert "5xx" in found.detail
+
+        # Restarted, it answers its probe between generations: up, and busy again after that.
+        answer["with"] = "models"
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok) == ("up", True), found
+        answer["with"] = "nothing"
+        found = await engine_health(engine.base_url, "silver")
+        assert (found.state, found.ok) == ("busy", True), found
