@@ -17,7 +17,7 @@ from apps.npcs.services import npc_create
 from apps.router.metrics import REGISTRY
 from npc_runtime.client import GameClient
 from tests.support.live_asgi import serve_asgi
-from tests.support.long_answers import STOP_WITHIN_S, short_request_s
+from tests.support.long_answers import assert_not_delayed, short_request_s
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -78,10 +78,9 @@ def test_dialogue_cancel_stops_the_engine(
         heard = asyncio.run(
             _talk_then(url.replace("http", "ws") + "/ws/game/", key, teller, "cancel")
         )
-        behind = short_request_s(engines["silver"], "silver")
+        assert_not_delayed(engines["silver"], "silver", alone)
 
     assert heard >= 3
-    assert behind < alone + STOP_WITHIN_S, (alone, behind)
     assert cancelled("dialogue_cancel") == before + 1
 
 
@@ -93,10 +92,9 @@ def test_a_socket_closed_mid_reply_stops_the_engine(
     before = cancelled("client_disconnect")
     with serve_asgi() as url:
         asyncio.run(_talk_then(url.replace("http", "ws") + "/ws/game/", key, teller, "close"))
-        behind = short_request_s(engines["silver"], "silver")
+        assert_not_delayed(engines["silver"], "silver", alone)
         deadline = time.monotonic() + 5
         while cancelled("client_disconnect") == before and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    assert behind < alone + STOP_WITHIN_S, (alone, behind)
     assert cancelled("client_disconnect") == before + 1

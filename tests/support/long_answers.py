@@ -46,3 +46,15 @@ def short_request_s(engine_url: str, model: str) -> float:
     )
     response.raise_for_status()
     return time.perf_counter() - started
+
+
+def assert_not_delayed(engine_url: str, model: str, alone: float) -> None:
+    """A short request now takes no more than ``STOP_WITHIN_S`` beyond its own time.
+
+    Its own time is the slower of ``alone`` (measured before) and a second request right after
+    this one: the CPU engines run in the idle CPU class, so other work on the machine can slow
+    them between two measurements, and only a generation still running should fail this.
+    """
+    behind = short_request_s(engine_url, model)
+    again = short_request_s(engine_url, model)
+    assert behind < max(alone, again) + STOP_WITHIN_S, (alone, behind, again)
