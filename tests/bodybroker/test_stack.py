@@ -178,10 +178,10 @@ def exit_delays(proc: Managed, count: int, timeout_s: float) -> list[float]:
     try:
         while len(delays) < count:
             assert time.monotonic() < deadline, delays
-            waiting = proc.restart_at is not None
+            waiting, before = proc.restart_at is not None, time.monotonic()
             tend([proc], env)
             if not waiting and proc.restart_at is not None:
-                delays.append(round(proc.restart_at - time.monotonic(), 1))
+                delays.append(round(proc.restart_at - before, 1))
             time.sleep(0.05)
     finally:
         supervisor.stop([proc], grace_s=2)
