@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -216,6 +217,11 @@ class InferView(AsyncAPIView):
             )
         try:
             answer = await services.infer(request=inference_request, decision=decision)
+        except asyncio.CancelledError:
+            # Django cancels an async view whose client disconnected; the engine call went with
+            # it (its connection closed, the engine stopped generating).
+            services.count_cancelled(decision.tier, "client_disconnect")
+            raise
         except EngineHTTPError as exc:
             return Response(
                 error_body(

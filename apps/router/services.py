@@ -17,12 +17,17 @@ from django.utils import timezone
 from apps.router import chains, costs
 from apps.router.contracts import Answer, InferenceRequest
 from apps.router.models import FINISHED_STATUSES, Job, JobAttempt, JobStatus
-from apps.router.policy import RouteDecision
+from apps.router.policy import RouteDecision, Tier
 from apps.security.models import ApiKey
 from bodybroker.broadcast import broadcast
 
 logger = logging.getLogger(__name__)
 __all__ = ["Answer", "InferenceRequest", "infer", "job_submit"]
+
+
+def count_cancelled(tier: Tier, reason: str) -> None:
+    """Count a generation stopped because nobody waits for its answer (``metrics.CANCELLED``)."""
+    chains.count_cancelled(tier, reason)
 
 
 async def infer(*, request: InferenceRequest, decision: RouteDecision | None = None) -> Answer:

@@ -99,6 +99,21 @@ def test_a_whole_answer_whose_client_gave_up_stops_the_engine(
     assert _counted("silver", "client_disconnect", before)
 
 
+def test_a_rest_infer_whose_client_gave_up_stops_the_engine(
+    asgi_server: LiveServer, make_key: Callable[..., str], engines: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {make_key('infer')}"}
+    body = {**LONG_BODY, "sla": "interactive"}
+    del body["model"]
+    alone = short_request_s(engines["silver"], "silver")
+    before = cancelled("silver", "client_disconnect")
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(60, read=1.0)) as c:
+        c.post(f"{asgi_server.url}/api/v1/infer", json=body, headers=headers)
+
+    assert_not_delayed(engines["silver"], "silver", alone)
+    assert _counted("silver", "client_disconnect", before)
+
+
 def test_a_deadline_that_passes_mid_answer_stops_the_engine(
     asgi_server: LiveServer, make_key: Callable[..., str], engines: dict[str, str]
 ) -> None:
