@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "bodybroker.middleware.ApiErrorMetricsMiddleware",  # outermost: sees every API error
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -257,9 +258,23 @@ if env_str("BODYBROKER_PRICES_JSON"):
 BODYBROKER_REFERENCE_USD_PER_1K_TOKENS = env_float(
     "BODYBROKER_REFERENCE_USD_PER_1K_TOKENS", 0.01, minimum=0
 )
-# Per-key limits when a key sets none (0 = no limit). Keys can set their own, and a daily budget.
-BODYBROKER_DEFAULT_RPM = env_int("BODYBROKER_DEFAULT_RPM", 0, minimum=0)
-BODYBROKER_DEFAULT_TPM = env_int("BODYBROKER_DEFAULT_TPM", 0, minimum=0)
+# Per-key limits when a key sets none (0 = no limit); keys can set their own in the admin. The
+# defaults stop one runaway integration from taking every engine slot while leaving room for an
+# interactive game or tool (several requests a second, long prompts); benches set their own.
+BODYBROKER_DEFAULT_RPM = env_int("BODYBROKER_DEFAULT_RPM", 600, minimum=0)
+BODYBROKER_DEFAULT_TPM = env_int("BODYBROKER_DEFAULT_TPM", 200_000, minimum=0)
+BODYBROKER_DEFAULT_DAILY_BUDGET_USD = env_float(
+    "BODYBROKER_DEFAULT_DAILY_BUDGET_USD", 0.0, minimum=0
+)  # 0 = none
+# Failed sign-ins (the login page and the admin's) allowed per username and per client address
+# in each window before the login page answers 429; counted in the cache (Redis when set).
+BODYBROKER_SIGNIN_FAILURES_PER_USERNAME = env_int(
+    "BODYBROKER_SIGNIN_FAILURES_PER_USERNAME", 5, minimum=1
+)
+BODYBROKER_SIGNIN_FAILURES_PER_ADDRESS = env_int(
+    "BODYBROKER_SIGNIN_FAILURES_PER_ADDRESS", 20, minimum=1
+)
+BODYBROKER_SIGNIN_WINDOW_S = env_int("BODYBROKER_SIGNIN_WINDOW_S", 300, minimum=1)
 BODYBROKER_BRONZE_SYNC_WAIT_S = env_float("BODYBROKER_BRONZE_SYNC_WAIT_S", 300.0, minimum=1)
 BODYBROKER_ENGINE_TIMEOUTS = {
     "connect": env_float("BODYBROKER_CONNECT_TIMEOUT_S", 1.0, minimum=0.01),
@@ -292,17 +307,29 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["bodybroker.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "bodybroker.openapi.BodyBrokerAutoSchema",
     "EXCEPTION_HANDLER": "apps.security.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Body Broker API",
-    "DESCRIPTION": "Inference across the Gold, Silver and Bronze tiers, jobs, and operations.",
+    "DESCRIPTION": (
+        "Inference across the Gold, Silver and Bronze tiers, jobs, lore, NPCs and operations. "
+        "The OpenAI-compatible door (`POST /v1/chat/completions`, `GET /v1/models`) is not "
+        "described here: it follows OpenAI's own API reference, errors included."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get their own components, so each lists exactly the fields it requires.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LoreKindEnum": "apps.story.models.LoreKind.values",
+        "LoreStatusEnum": "apps.story.models.LoreStatus.values",
+        "ChangeRequestStatusEnum": "apps.admin_ops.models.ChangeRequestStatus",
+        "JobStatusEnum": "apps.router.models.JobStatus",
+    },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BODYBROKER_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 
