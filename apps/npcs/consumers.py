@@ -9,6 +9,8 @@ client that keeps flooding past its rate (token bucket) is closed with 1008.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import time
 from typing import Any
@@ -25,6 +27,8 @@ from apps.security.websocket import KeyBoundConsumer
 from npc_runtime import protocol as p
 from npc_runtime.policies import NpcState
 from npc_runtime.protocol import ProtocolError, state_from_wire
+
+logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = p.MAX_FRAME_BYTES
 ABUSE_LIMIT = 200  # refused frames within ABUSE_WINDOW_S before the socket is closed
@@ -43,6 +47,8 @@ class GameConsumer(KeyBoundConsumer):
         self.groups: set[str] = set()  # the intent push groups this socket's NPCs are in
         self.protocol = 1  # until a hello asks for another supported version
         self.dialogues: dict[str, asyncio.Task[None]] = {}
+        # Why a reply task was cancelled, for the cancellation metric (absent: the socket left).
+        self.cancel_reasons: dict[asyncio.Task[None], str] = {}
         self.tokens = float(2 * settings.BODYBROKER_WS_RATE_PER_S)
         self.refilled = time.monotonic()
         self.refused: list[float] = []
@@ -89,11 +95,17 @@ class GameConsumer(KeyBoundConsumer):
         if text_data is None:
             await self._error(ProtocolError(p.BAD_FRAME, "frames must be JSON text"))
             return
+        message: p.ClientMessage | None = None
         try:
             message = p.parse_client_message(text_data, MAX_FRAME_BYTES, self.protocol)
             await self._dispatch(message)
         except ProtocolError as exc:
             await self._error(exc)
+        except Exception:
+            # The protocol promises an error frame and an open socket, even for a bug here.
+            logger.exception("game socket: a frame failed")
+            ref = message.ref if message is not None else None
+            await self._error(ProtocolError(p.INTERNAL, "the server failed on this frame", ref))
 
     async def _dispatch(self, message: p.ClientMessage) -> None:
         if isinstance(message, p.Ping):
@@ -152,6 +164,7 @@ class GameConsumer(KeyBoundConsumer):
                 raise ProtocolError(
                     p.BAD_FIELD, "no reply in progress by that id", message.ref, "conversation_id"
                 )
+            self.cancel_reasons[task] = "dialogue_cancel"
             task.cancel()
 
     async def _brief(self, npc_id: str, ref: Any) -> NpcBrief:
@@ -247,9 +260,13 @@ class GameConsumer(KeyBoundConsumer):
             self._stream_reply(who, conversation_id, history, message)
         )
         self.dialogues[key] = self.dialogues[conversation_id] = task
-        task.add_done_callback(
-            lambda _t: [self.dialogues.pop(k, None) for k in (key, conversation_id)]
-        )
+
+        def forget(done: asyncio.Task[None]) -> None:
+            for name in (key, conversation_id):
+                self.dialogues.pop(name, None)
+            self.cancel_reasons.pop(done, None)
+
+        task.add_done_callback(forget)
 
     async def _stream_reply(
         self,
@@ -268,15 +285,24 @@ class GameConsumer(KeyBoundConsumer):
                     parts.append(piece)
                     await self._token(conversation_id, piece, message.ref)
             else:
-                async for event in dialogue.reply_stream(who, history, message.text):
-                    if event.answer is not None:
-                        source = event.answer.source
-                        break
-                    if event.text:
-                        parts.append(event.text)
-                        await self._token(conversation_id, event.text, message.ref)
+                events = dialogue.reply_stream(who, history, message.text)
+                # Closed on cancellation wherever it lands, so the engine call ends with it.
+                async with contextlib.aclosing(events):  # type: ignore[type-var]
+                    async for event in events:
+                        if event.answer is not None:
+                            source = event.answer.source
+                            break
+                        if event.text:
+                            parts.append(event.text)
+                            await self._token(conversation_id, event.text, message.ref)
         except asyncio.CancelledError:
             cancelled = True
+            task = asyncio.current_task()
+            reason = (
+                self.cancel_reasons.pop(task, "client_disconnect") if task else "client_disconnect"
+            )
+            if predicted is None:  # a model was generating this reply
+                dialogue.reply_cancelled(reason)
         text = "".join(parts)
         wire_source = {"fallback_model": "model", "template": "safety"}.get(source, source)
         # Stored before the client hears ``done``, so a finished reply is always in the record.

@@ -25,11 +25,12 @@ from django.conf import settings
 
 from apps.router import chains, costs, limits, metrics
 from apps.router.contracts import Answer, InferenceRequest
-from apps.router.policy import COST_SENSITIVITIES, PRIORITIES, SLAS, RouteDecision, Sla
+from apps.router.policy import COST_SENSITIVITIES, PRIORITIES, SLAS, RouteDecision, Sla, Tier
 from apps.router.pools import pools
 from apps.security.keycache import cached_api_key
 from apps.security.scopes import INFER, JOBS
 from inference.errors import EngineHTTPError
+from npc_runtime.bounded_json import INVALID, JsonRefused, read_json
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -152,10 +153,11 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float, *, integer: b
     value = body.get(name)
     if value is None:
         return None
+    # An int is compared as an int: float() of a large one would raise OverflowError.
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or (integer and not float(value).is_integer())
+        or (integer and isinstance(value, float) and not value.is_integer())
     ):
         kind = "an integer" if integer else "a number"
         raise BadRequest(f"'{name}' must be {kind}", name)
@@ -185,12 +187,50 @@ def _string(body: dict[str, Any], name: str, max_len: int = 100) -> str | None:
     return value
 
 
+def _param(path: tuple[str | int, ...]) -> str:
+    """A place in the body as OpenAI names parameters: ``messages[0].content``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
+    return out
+
+
+def _read_body_json(raw: bytes) -> Any:
+    """The body, read by the one bounded reader: too deep, or a number out of range, is a 400
+    naming where (never a RecursionError or OverflowError further in)."""
+    try:
+        return read_json(raw)
+    except JsonRefused as exc:
+        if exc.path:
+            param = _param(exc.path)
+            raise BadRequest(f"'{param}': {exc.message}", param) from None
+        raise BadRequest(
+            f"the body is {exc.message}" if exc.reason == INVALID else exc.message
+        ) from None
+
+
+def _content_chars(content: list[Any], index: int) -> int:
+    """Characters of a content given as parts, measured like a string content. Only text
+    parts are read: the engines take text."""
+    chars = 0
+    for number, part in enumerate(content):
+        if (
+            not isinstance(part, dict)
+            or part.get("type") != "text"
+            or not isinstance(part.get("text"), str)
+        ):
+            raise BadRequest(
+                f"messages[{index}].content[{number}] must be a text part "
+                '({"type": "text", "text": "..."})',
+                f"messages[{index}].content[{number}]",
+            )
+        chars += len(part["text"])
+    return chars
+
+
 def parse_chat_request(raw: bytes) -> tuple[str, bool, InferenceRequest]:
     """Validate an OpenAI chat request; returns (model, stream, request)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    body = _read_body_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     unknown = sorted(set(body) - KNOWN_FIELDS)
@@ -214,10 +254,13 @@ def parse_chat_request(raw: bytes) -> tuple[str, bool, InferenceRequest]:
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise BadRequest(
-                f"messages[{index}].content must be a string", f"messages[{index}].content"
+                f"messages[{index}].content must be a string or a list of text parts",
+                f"messages[{index}].content",
             )
         if isinstance(content, str):
             chars += len(content)
+        elif isinstance(content, list):
+            chars += _content_chars(content, index)
     if chars > settings.BODYBROKER_MAX_PROMPT_CHARS:
         raise BadRequest(
             f"the prompt is {chars} characters; the limit is "
@@ -327,6 +370,45 @@ def _chunk(
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was complete; nothing is left to answer."""
+
+
+class WhileConnected:
+    """Cancel the request's task when its client disconnects before the answer is complete.
+
+    uvicorn silently drops what is sent to a client that went away, so a stream would otherwise
+    go on reading its engine to the last token, holding the engine's only slot. Cancelling the
+    chain cancels the engine call in flight, which closes its connection, and the engine stops
+    generating. Wrap everything up to the answer's last send: the server also reports a
+    disconnect once a response is complete. Leaving the block after a disconnect raises
+    ``ClientGone`` (counted as ``client_disconnect``).
+    """
+
+    __slots__ = ("_gone", "_receive", "_task", "_tier", "_watcher")
+
+    def __init__(self, receive: Receive, tier: Tier) -> None:
+        self._receive, self._tier, self._gone = receive, tier, False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - an ASGI request always runs in a task
+        self._task = task
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._gone = True
+        self._task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._watcher.cancel()
+        if self._gone and self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+            chains.count_cancelled(self._tier, "client_disconnect")
+            raise ClientGone from None
+
+
 class OpenAIGateway:
     """ASGI app: ``/v1/*`` answered here, everything else handed to ``app`` (Django)."""
 
@@ -354,6 +436,8 @@ class OpenAIGateway:
                 await self._models(send)
             else:
                 raise BadRequest(f"no route {path}", status=404, code="not_found")
+        except ClientGone:
+            return  # nobody to answer; the chain and its engine call were stopped
         except BadRequest as exc:
             metrics.ERRORS.labels("none", f"http_{exc.status}").inc()
             extra = (
@@ -450,12 +534,14 @@ class OpenAIGateway:
                 else:
                     await self._respond(send, answer, completion_id, created, started)
             elif stream:
-                answer = await self._stream(
-                    send, request, decision, completion_id, created, started
-                )
+                async with WhileConnected(receive, decision.tier):
+                    answer = await self._stream(
+                        send, request, decision, completion_id, created, started
+                    )
             else:
                 try:
-                    answer = await chains.answer(request, decision)
+                    async with WhileConnected(receive, decision.tier):
+                        answer = await chains.answer(request, decision)
                 except EngineHTTPError as exc:
                     raise BadRequest(
                         f"the {decision.tier} engine rejected the request: {exc}"
