@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -19,10 +19,26 @@ from apps.security.errors import error_body
 from apps.security.models import ApiKey
 from apps.security.scopes import LORE
 from apps.story import selectors, services
+from apps.story.merge import LoreMerge
 from apps.story.models import LoreEntry, LoreKind, LoreRevision, LoreStatus, StoryJob
 from bodybroker.api import StrictCharField, StrictIntegerField, StrictSerializer
+from bodybroker.openapi import error_response
 
 LoreScope = scope_required(LORE)
+
+# An entry's slug in a path: never a reserved word, some of which name other doors here
+# (``lore/search``), so the schema says so and a fuzzer does not mistake one door for another.
+_lore_slug = extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "slug",
+            str,
+            OpenApiParameter.PATH,
+            description="a lore entry's slug",
+            pattern=rf"^(?!(?:{'|'.join(sorted(services.RESERVED_SLUGS))})$)[-a-zA-Z0-9_]+$",
+        )
+    ]
+)
 
 
 class LoreAPIView(APIView):
@@ -79,7 +95,13 @@ class LoreUpdateSerializer(LoreContentSerializer):
 
 
 class PublishSerializer(StrictSerializer):
-    revision = StrictIntegerField(min_value=1, help_text="the revision the editor reviewed")
+    revision = StrictIntegerField(min_value=1, help_text="the revision the asker reviewed")
+    reason = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="why it should be published (the approver reads this)",
+    )
 
 
 class RestoreSerializer(StrictSerializer):
@@ -93,7 +115,8 @@ class ListParamsSerializer(StrictSerializer):
     tag = serializers.CharField(required=False, max_length=40)
     q = serializers.CharField(required=False, max_length=200, allow_blank=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    # Bounded so the database never sees an OFFSET past its integer range.
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000, default=0)
 
 
 class SearchParamsSerializer(StrictSerializer):
@@ -115,6 +138,87 @@ class ArcSerializer(StrictSerializer):
 
 class ExpandSerializer(StrictSerializer):
     instructions = StrictCharField(required=False, allow_blank=True, max_length=1000)
+
+
+# Answer shapes, for the schema only: answers are built by the functions under "shapes" below.
+
+
+class LoreEntrySummarySerializer(serializers.Serializer[Any]):
+    slug = serializers.SlugField()
+    kind = serializers.ChoiceField(choices=LoreKind.values)
+    title = serializers.CharField()
+    summary = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    knowledge_scope = serializers.ListField(child=serializers.CharField())
+    spoiler_level = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=LoreStatus.values)
+    revision = serializers.IntegerField()
+    published_revision = serializers.IntegerField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class LoreListAnswerSerializer(serializers.Serializer[Any]):
+    results = LoreEntrySummarySerializer(many=True)
+    next_offset = serializers.IntegerField(allow_null=True)
+
+
+class LoreEntryAnswerSerializer(LoreEntrySummarySerializer):
+    body = serializers.CharField()
+    has_unpublished_changes = serializers.BooleanField()
+    links = serializers.ListField(child=serializers.DictField(), help_text="slug, label, exists")
+    backlinks = serializers.ListField(child=serializers.DictField(), help_text="slug, title")
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class LoreRevisionSummarySerializer(serializers.Serializer[Any]):
+    revision = serializers.IntegerField()
+    author = serializers.CharField()
+    message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    restored_from = serializers.IntegerField(allow_null=True)
+
+
+class LoreRevisionAnswerSerializer(LoreRevisionSummarySerializer):
+    kind = serializers.ChoiceField(choices=LoreKind.values)
+    title = serializers.CharField()
+    summary = serializers.CharField()
+    body = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    knowledge_scope = serializers.ListField(child=serializers.CharField())
+    spoiler_level = serializers.IntegerField()
+
+
+class LoreHistoryAnswerSerializer(serializers.Serializer[Any]):
+    slug = serializers.SlugField()
+    revisions = LoreRevisionSummarySerializer(many=True)
+
+
+class LoreSearchHitSerializer(serializers.Serializer[Any]):
+    slug = serializers.SlugField()
+    title = serializers.CharField()
+    kind = serializers.CharField()
+    heading = serializers.CharField()
+    text = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class LoreSearchAnswerSerializer(serializers.Serializer[Any]):
+    query = serializers.CharField()
+    persona = serializers.CharField(allow_null=True)
+    backend = serializers.CharField()
+    took_ms = serializers.FloatField()
+    results = LoreSearchHitSerializer(many=True)
+
+
+class StoryJobAnswerSerializer(serializers.Serializer[Any]):
+    story_job_id = serializers.UUIDField()
+    job_id = serializers.UUIDField(allow_null=True)
+    kind = serializers.CharField()
+    state = serializers.CharField()
+    job_status = serializers.CharField(allow_null=True)
+    draft = serializers.SlugField(allow_null=True, help_text="the draft entry once it landed")
+    report = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
 
 
 def _params(serializer_class: type[StrictSerializer], request: Request) -> dict[str, Any]:
@@ -174,15 +278,48 @@ def revision_data(revision: LoreRevision, *, with_content: bool = True) -> dict[
     return data
 
 
+def merge_data(merge: LoreMerge) -> dict[str, Any]:
+    """A three-way merge, field by field: which fields conflict (with their base, theirs and
+    yours), which merged from either side, and the merged content to start a resolution from
+    (yours where they conflict)."""
+    return {
+        "base_revision": merge.base_revision,
+        "theirs_revision": merge.theirs_revision,
+        "conflicts": [
+            {"field": f.name, "base": f.base, "theirs": f.theirs, "yours": f.mine}
+            for f in merge.conflicts
+        ],
+        "merged_from_theirs": merge.taken_from_theirs,
+        "merged_from_yours": merge.taken_from_mine,
+        "merged": merge.content,
+    }
+
+
 def conflict_response(exc: services.LoreConflictError, yours: dict[str, Any]) -> Response:
-    body = error_body(
-        str(exc),
-        type_="conflict",
-        fields={"base_revision": [f"the entry is at revision {exc.current.number}"]},
-    )
+    fields = {"base_revision": [f"the entry is at revision {exc.current.number}"]}
+    for conflict in exc.merge.conflicts if exc.merge else ():
+        fields[conflict.name] = [
+            f"changed in revision {exc.current.number} by {exc.current.author_name} and by you"
+        ]
+    body = error_body(str(exc), type_="conflict", fields=fields)
     body["error"]["current"] = revision_data(exc.current)
     body["error"]["yours"] = yours
+    if exc.merge is not None:
+        body["error"]["merge"] = merge_data(exc.merge)
     return Response(body, status=status.HTTP_409_CONFLICT)
+
+
+def publish_request_data(change_request: Any) -> dict[str, Any]:
+    return {
+        "id": str(change_request.pk),
+        "kind": change_request.kind,
+        "target": change_request.target,
+        "revision": change_request.payload.get("revision"),
+        "status": change_request.status,
+        "requested_by": change_request.author_label,
+        "expires_at": change_request.expires_at.isoformat(),
+        "url": f"/api/v1/change-requests/{change_request.pk}",
+    }
 
 
 def story_job_data(story_job: StoryJob) -> dict[str, Any]:
@@ -204,6 +341,11 @@ def story_job_data(story_job: StoryJob) -> dict[str, Any]:
 class LoreListView(LoreAPIView):
     """List entries (filters: kind, status, tag, q) or create a draft."""
 
+    @extend_schema(
+        operation_id="v1_lore_list",
+        parameters=[ListParamsSerializer],
+        responses={200: LoreListAnswerSerializer},
+    )
     def get(self, request: Request) -> Response:
         params = _params(ListParamsSerializer, request)
         entries = selectors.lore_entries(
@@ -221,7 +363,7 @@ class LoreListView(LoreAPIView):
             }
         )
 
-    @extend_schema(request=LoreCreateSerializer, responses={201: OpenApiResponse()})
+    @extend_schema(request=LoreCreateSerializer, responses={201: LoreEntryAnswerSerializer})
     def post(self, request: Request) -> Response:
         serializer = LoreCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -238,9 +380,11 @@ class LoreListView(LoreAPIView):
         return Response(entry_detail(result.entry, result.warnings), status=status.HTTP_201_CREATED)
 
 
+@_lore_slug
 class LoreDetailView(LoreAPIView):
     """Read an entry, or save an edit of it based on the revision it started from."""
 
+    @extend_schema(responses={200: LoreEntryAnswerSerializer})
     def get(self, request: Request, slug: str) -> Response:
         entry = selectors.lore_entry(slug=slug)
         if entry is None:
@@ -249,7 +393,10 @@ class LoreDetailView(LoreAPIView):
 
     @extend_schema(
         request=LoreUpdateSerializer,
-        responses={200: OpenApiResponse(), 409: OpenApiResponse(description="edit conflict")},
+        responses={
+            200: LoreEntryAnswerSerializer,
+            409: error_response("edit conflict: `error.merge` shows the three-way merge"),
+        },
     )
     def patch(self, request: Request, slug: str) -> Response:
         if selectors.lore_entry(slug=slug) is None:
@@ -273,14 +420,19 @@ class LoreDetailView(LoreAPIView):
             raise _invalid(exc) from exc
         except services.LoreConflictError as exc:
             return conflict_response(exc, yours=data)
-        return Response(entry_detail(result.entry, result.warnings))
+        detail = entry_detail(result.entry, result.warnings)
+        if result.merged is not None:
+            detail["merge"] = merge_data(result.merged)
+        return Response(detail)
 
     put = patch
 
 
+@_lore_slug
 class LoreHistoryView(LoreAPIView):
     """Every revision of an entry, newest first."""
 
+    @extend_schema(responses={200: LoreHistoryAnswerSerializer})
     def get(self, request: Request, slug: str) -> Response:
         entry = selectors.lore_entry(slug=slug)
         if entry is None:
@@ -296,9 +448,11 @@ class LoreHistoryView(LoreAPIView):
         )
 
 
+@_lore_slug
 class LoreRevisionView(LoreAPIView):
     """One revision's full content."""
 
+    @extend_schema(responses={200: LoreRevisionAnswerSerializer})
     def get(self, request: Request, slug: str, number: int) -> Response:
         entry = selectors.lore_entry(slug=slug)
         revision = selectors.lore_revision(entry=entry, number=number) if entry else None
@@ -307,10 +461,14 @@ class LoreRevisionView(LoreAPIView):
         return Response(revision_data(revision))
 
 
+@_lore_slug
 class LoreRestoreView(LoreAPIView):
     """Restore an old revision as a new one."""
 
-    @extend_schema(request=RestoreSerializer, responses={200: OpenApiResponse()})
+    @extend_schema(
+        request=RestoreSerializer,
+        responses={200: LoreEntryAnswerSerializer, 409: error_response("edit conflict")},
+    )
     def post(self, request: Request, slug: str) -> Response:
         if selectors.lore_entry(slug=slug) is None:
             return _not_found(f"no lore entry '{slug}'")
@@ -332,10 +490,20 @@ class LoreRestoreView(LoreAPIView):
         return Response(entry_detail(result.entry, result.warnings))
 
 
+@_lore_slug
 class LorePublishView(LoreAPIView):
-    """Publish the revision an editor reviewed (editors and admin keys only)."""
+    """Ask to publish the revision the caller reviewed: a ``lore.publish`` change request an
+    approver who is not the asker decides (202), or, where the studio opted out of approvals
+    (``BODYBROKER_LORE_PUBLISH=editors``), an editor's or admin key's ask publishes (200)."""
 
-    @extend_schema(request=PublishSerializer, responses={200: OpenApiResponse()})
+    @extend_schema(
+        request=PublishSerializer,
+        responses={
+            200: OpenApiResponse(description="published (studios that opted out)"),
+            202: OpenApiResponse(description="a lore.publish change request waits for approval"),
+            409: error_response("the revision is not the entry's latest"),
+        },
+    )
     def post(self, request: Request, slug: str) -> Response:
         if selectors.lore_entry(slug=slug) is None:
             return _not_found(f"no lore entry '{slug}'")
@@ -343,11 +511,12 @@ class LorePublishView(LoreAPIView):
         serializer.is_valid(raise_exception=True)
         user, key = _caller(request)
         try:
-            entry = services.lore_entry_publish(
+            outcome = services.lore_publish_request(
                 slug=slug,
                 revision_number=serializer.validated_data["revision"],
-                published_by=user,
-                published_by_key=key,
+                reason=serializer.validated_data.get("reason", ""),
+                requested_by=user,
+                requested_by_key=key,
             )
         except services.LorePermissionError as exc:
             return Response(
@@ -355,12 +524,25 @@ class LorePublishView(LoreAPIView):
             )
         except services.LoreConflictError as exc:
             return conflict_response(exc, yours={"revision": serializer.validated_data["revision"]})
-        return Response(entry_detail(entry))
+        except services.LoreValidationError as exc:
+            raise _invalid(exc) from exc
+        if outcome.change_request is None:
+            return Response(entry_detail(outcome.entry))
+        return Response(
+            {
+                "status": "pending_approval",
+                "change_request": publish_request_data(outcome.change_request),
+                "already_requested": outcome.already_open,
+                "entry": entry_detail(outcome.entry),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
 
 
 class LoreSearchView(LoreAPIView):
     """Hybrid (lexical + vector) search of published lore, filtered by a persona's knowledge."""
 
+    @extend_schema(parameters=[SearchParamsSerializer], responses={200: LoreSearchAnswerSerializer})
     def get(self, request: Request) -> Response:
         params = _params(SearchParamsSerializer, request)
         query = params["q"].strip()
@@ -397,7 +579,7 @@ class LoreSearchView(LoreAPIView):
 class StoryArcView(LoreAPIView):
     """Queue a Bronze job that outlines a story arc; it lands as a draft entry."""
 
-    @extend_schema(request=ArcSerializer, responses={202: OpenApiResponse()})
+    @extend_schema(request=ArcSerializer, responses={202: StoryJobAnswerSerializer})
     def post(self, request: Request) -> Response:
         serializer = ArcSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -414,10 +596,11 @@ class StoryArcView(LoreAPIView):
         return Response(story_job_data(story_job), status=status.HTTP_202_ACCEPTED)
 
 
+@_lore_slug
 class StoryExpandView(LoreAPIView):
     """Queue a Bronze job that expands an entry into a new draft."""
 
-    @extend_schema(request=ExpandSerializer, responses={202: OpenApiResponse()})
+    @extend_schema(request=ExpandSerializer, responses={202: StoryJobAnswerSerializer})
     def post(self, request: Request, slug: str) -> Response:
         if selectors.lore_entry(slug=slug) is None:
             return _not_found(f"no lore entry '{slug}'")
@@ -436,6 +619,7 @@ class StoryExpandView(LoreAPIView):
 class StoryJobView(LoreAPIView):
     """A storyteller job's progress and outcome (its draft's slug once done)."""
 
+    @extend_schema(responses={200: StoryJobAnswerSerializer})
     def get(self, request: Request, story_job_id: Any) -> Response:
         story_job = selectors.story_job(story_job_id=story_job_id)
         if story_job is None:

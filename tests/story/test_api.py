@@ -72,10 +72,83 @@ def test_a_stale_update_is_a_409_showing_both_versions_and_nothing_is_lost(
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["type"] == "conflict"
-    assert error["fields"] == {"base_revision": ["the entry is at revision 2"]}
+    assert error["fields"] == {
+        "base_revision": ["the entry is at revision 2"],
+        "body": ["changed in revision 2 by system and by you"],
+    }
     assert error["current"]["body"] == "Erin's text." and error["current"]["revision"] == 2
     assert error["yours"] == {"body": "My text."}
+    assert error["merge"]["conflicts"] == [
+        {"field": "body", "base": "Black water.", "theirs": "Erin's text.", "yours": "My text."}
+    ]
     assert LoreEntry.objects.get(slug="ward").body == "Erin's text."
+
+
+def test_a_stale_update_of_other_fields_merges_and_keeps_what_was_saved_meanwhile(
+    api: APIClient, key: str, alice: User, erin: User
+) -> None:
+    write(alice, "ward", summary="A ward.", body="Black water.", tags=["water"])
+    services.lore_entry_update(  # erin changes the summary and the tags
+        slug="ward",
+        base_revision=1,
+        changes={"summary": "The drowned ward.", "tags": ["water", "drowned"]},
+        author=erin,
+    )
+
+    response = api.patch(  # based on r1, this caller changes the body and the title
+        "/api/v1/lore/ward",
+        {"base_revision": 1, "title": "The Ward", "body": "Black water, rising.", "message": "m"},
+        format="json",
+        **bearer(key),
+    )
+
+    assert response.status_code == 200, response.content
+    merged = response.json()
+    assert merged["revision"] == 3 and merged["title"] == "The Ward"
+    assert merged["summary"] == "The drowned ward." and merged["tags"] == ["water", "drowned"]
+    assert merged["body"] == "Black water, rising."
+    assert merged["merge"]["merged_from_theirs"] == ["summary", "tags"]
+    assert merged["merge"]["merged_from_yours"] == ["title", "body"]
+    assert merged["merge"]["conflicts"] == []
+    latest = LoreRevision.objects.get(entry__slug="ward", number=3)
+    assert (latest.summary, latest.message) == ("The drowned ward.", "m")
+
+
+def test_a_conflict_names_every_field_both_sides_changed(
+    api: APIClient, key: str, alice: User, erin: User
+) -> None:
+    write(alice, "ward", summary="A ward.", body="Black water.", spoiler_level=0)
+    services.lore_entry_update(
+        slug="ward",
+        base_revision=1,
+        changes={"summary": "Erin's summary.", "spoiler_level": 2, "body": "Same words."},
+        author=erin,
+    )
+
+    response = api.patch(
+        "/api/v1/lore/ward",
+        {"base_revision": 1, "summary": "My summary.", "spoiler_level": 1, "body": "Same words."},
+        format="json",
+        **bearer(key),
+    )
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert set(error["fields"]) == {"base_revision", "summary", "spoiler_level"}
+    merge = error["merge"]
+    assert [c["field"] for c in merge["conflicts"]] == ["summary", "spoiler_level"]
+    assert merge["conflicts"][1] == {"field": "spoiler_level", "base": 0, "theirs": 2, "yours": 1}
+    assert merge["merged"]["summary"] == "My summary." and merge["merged"]["body"] == "Same words."
+    assert LoreEntry.objects.get(slug="ward").head_number == 2  # nothing was written
+
+    resolved = api.patch(  # the caller resolves on top of r2: their spoiler level, my summary
+        "/api/v1/lore/ward",
+        {"base_revision": 2, "summary": "My summary."},
+        format="json",
+        **bearer(key),
+    )
+    assert resolved.status_code == 200
+    assert (resolved.json()["summary"], resolved.json()["spoiler_level"]) == ("My summary.", 2)
 
 
 def test_restore_over_the_api_is_a_new_revision(api: APIClient, key: str, alice: User) -> None:
@@ -171,22 +244,79 @@ def test_listing_filters_and_pages_in_a_fixed_number_of_queries(
     assert bad.status_code == 400 and set(bad.json()["error"]["fields"]) == {"kind", "limit"}
 
 
-def test_publishing_is_refused_to_writers_and_open_to_admin_keys(
+def test_asking_to_publish_opens_one_change_request_that_an_approver_decides(
+    api: APIClient, make_key: Callable[..., str], alice: User, adam: User
+) -> None:
+    from apps.admin_ops import services as ops
+    from apps.admin_ops.models import AuditEvent, ChangeRequest
+    from apps.security.selectors import user_scopes
+
+    write(alice, "flood", body="The tide.")
+    for scopes in (("lore",), ("lore", "admin")):  # an admin key asks like anyone else
+        asked = api.post(
+            "/api/v1/lore/flood/publish",
+            {"revision": 1, "reason": "ready for players"},
+            format="json",
+            **bearer(make_key(*scopes)),
+        )
+        assert asked.status_code == 202, asked.content
+        assert asked.json()["status"] == "pending_approval"
+        assert asked.json()["entry"]["status"] == "draft"
+    change_request = ChangeRequest.objects.get()  # the second ask found the open request
+    assert asked.json()["already_requested"] is True
+    assert asked.json()["change_request"]["id"] == str(change_request.pk)
+    assert (change_request.kind, change_request.target) == ("lore.publish", "lore:flood")
+    assert change_request.payload == {"revision": 1}
+    assert change_request.reason == "ready for players"
+    assert LoreEntry.objects.get(slug="flood").published_number is None
+
+    ops.change_request_approve(
+        change_request_id=change_request.pk, user=adam, scopes=user_scopes(adam)
+    )
+    ops.change_request_execute(change_request_id=change_request.pk)
+
+    entry = LoreEntry.objects.get(slug="flood")
+    assert entry.published_number == 1 and entry.published_by == adam
+    published = AuditEvent.objects.get(action="lore.publish", target="lore:flood")
+    assert published.actor_user == adam
+
+
+def test_asking_to_publish_a_revision_that_is_not_the_newest_is_a_409(
     api: APIClient, make_key: Callable[..., str], alice: User
 ) -> None:
+    write(alice, "flood", body="The tide.")
+    services.lore_entry_update(slug="flood", base_revision=1, changes={"body": "At night."})
+    response = api.post(
+        "/api/v1/lore/flood/publish", {"revision": 1}, format="json", **bearer(make_key("lore"))
+    )
+    assert response.status_code == 409 and response.json()["error"]["type"] == "conflict"
+
+
+def test_where_a_studio_opted_out_editors_publish_at_once_and_it_is_audited(
+    api: APIClient, make_key: Callable[..., str], alice: User, settings: Any
+) -> None:
+    from apps.admin_ops.models import AuditEvent, ChangeRequest
+
+    settings.BODYBROKER_LORE_PUBLISH = "editors"
     write(alice, "flood", body="The tide.")
     writer = api.post(
         "/api/v1/lore/flood/publish", {"revision": 1}, format="json", **bearer(make_key("lore"))
     )
-    assert writer.status_code == 403
+    assert writer.status_code == 202  # writers still ask
+    assert LoreEntry.objects.get(slug="flood").published_number is None
 
     admin = api.post(
         "/api/v1/lore/flood/publish",
         {"revision": 1},
         format="json",
-        **bearer(make_key("lore", "admin")),
+        **bearer(make_key("lore", "admin", name="studio tool")),
     )
     assert admin.status_code == 200 and admin.json()["published_revision"] == 1
+    event = AuditEvent.objects.get(action="lore.publish", target="lore:flood")
+    assert event.actor_label.startswith("key:studio tool")
+    assert event.before == {"published_revision": None, "status": "draft"}
+    assert event.after == {"published_revision": 1, "status": "published"}
+    assert ChangeRequest.objects.count() == 1  # only the writer's
 
 
 def test_search_finds_published_lore_as_a_persona_knows_it(
