@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.admin_ops import selectors, services
-from apps.admin_ops.actors import Actor, actor_for
+from apps.admin_ops.actors import request_actor
 from apps.admin_ops.kinds import KINDS
 from apps.admin_ops.models import (
     AuditEvent,
@@ -49,14 +49,6 @@ def _key(request: Request) -> ApiKey | None:
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
-def request_actor(request: Request) -> Actor:
-    """The actor behind a DRF request: the key (with its owner as the person), or the user."""
-    key = _key(request)
-    if key is not None:
-        return Actor(key=key)
-    return actor_for(user=request.user)
-
-
 def _person(request: Request) -> Any:
     """Who decides: the signed-in person, or the owner of the key used."""
     key = _key(request)
@@ -65,7 +57,8 @@ def _person(request: Request) -> Any:
     return request.user if getattr(request.user, "pk", None) else None
 
 
-def _error(exc: services.ChangeRequestError) -> Response:
+def change_request_error(exc: services.ChangeRequestError) -> Response:
+    """A ChangeRequestError in the API error shape, with the status its code maps to."""
     fields = {exc.field: [exc.message]} if exc.field else None
     return Response(
         error_body(exc.message, type_=_TYPE_FOR.get(exc.code, "error"), fields=fields),
@@ -223,9 +216,28 @@ class ChangeRequestListView(APIView):
             201: ChangeRequestDetailSerializer,
             400: OpenApiResponse(description="invalid; error.fields names each field"),
             403: OpenApiResponse(description="the kind needs a scope the caller lacks"),
+            409: OpenApiResponse(description="the target's current state could not be read"),
         },
     )
     def post(self, request: Request) -> Response:
+        # The scope before the body: a caller who may ask for no kind at all, or names a kind
+        # whose scope it lacks, gets 403 whatever else the body holds.
+        scopes = caller_scopes(request)
+        if ADMIN not in scopes and not any(k.request_scope in scopes for k in KINDS.values()):
+            return Response(
+                error_body(
+                    "asking for a change needs a kind's scope: "
+                    + ", ".join(sorted({k.request_scope for k in KINDS.values()})),
+                    type_="permission_denied",
+                ),
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        kind = request.data.get("kind") if isinstance(request.data, dict) else None
+        if isinstance(kind, str) and kind in KINDS:
+            try:
+                services.check_may_request(kind=kind, scopes=scopes)
+            except services.ChangeRequestError as exc:
+                return change_request_error(exc)
         serializer = ChangeRequestCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -239,7 +251,7 @@ class ChangeRequestListView(APIView):
                 scopes=caller_scopes(request),
             )
         except services.ChangeRequestError as exc:
-            return _error(exc)
+            return change_request_error(exc)
         return Response(_detail(change_request.id, request), status=status.HTTP_201_CREATED)
 
 
@@ -275,6 +287,11 @@ class _DecisionView(APIView):
     def decide(self, request: Request, change_request_id: Any) -> ChangeRequest:
         """Apply this view's decision; each subclass is one kind of decision."""
 
+    def check_may_decide(self, request: Request, change_request: ChangeRequest) -> None:
+        """Raise ChangeRequestError(forbidden) when the caller may not make this decision
+        whatever the body says; runs before the body is read (the service checks again under
+        its lock). The permission class already covers views that need one scope."""
+
     @extend_schema(
         request=DecideSerializer,
         responses={
@@ -284,10 +301,14 @@ class _DecisionView(APIView):
         },
     )
     def post(self, request: Request, change_request_id: Any) -> Response:
+        change_request = selectors.change_request_with_history(change_request_id=change_request_id)
+        if change_request is None:
+            return Response(error_body("no such change request", type_="not_found"), status=404)
         try:
+            self.check_may_decide(request, change_request)
             change_request = self.decide(request, change_request_id)
         except services.ChangeRequestError as exc:
-            return _error(exc)
+            return change_request_error(exc)
         return Response(_detail(change_request.id, request))
 
 
@@ -311,6 +332,11 @@ class RejectView(_DecisionView):
 
     permission_classes = (_AnyScope,)  # the author may withdraw; the service checks the rest
 
+    def check_may_decide(self, request: Request, change_request: ChangeRequest) -> None:
+        services.check_may_reject(
+            change_request, user=_person(request), scopes=caller_scopes(request)
+        )
+
     def decide(self, request: Request, change_request_id: Any) -> ChangeRequest:
         serializer = DecideSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -329,9 +355,25 @@ class ReviseView(_DecisionView):
 
     permission_classes = (_AnyScope,)
 
-    @extend_schema(request=ReviseSerializer, responses={200: ChangeRequestDetailSerializer})
+    @extend_schema(
+        request=ReviseSerializer,
+        responses={
+            200: ChangeRequestDetailSerializer,
+            409: OpenApiResponse(description="expired or not pending"),
+        },
+    )
     def post(self, request: Request, change_request_id: Any) -> Response:
         return super().post(request, change_request_id)
+
+    def check_may_decide(self, request: Request, change_request: ChangeRequest) -> None:
+        # Whether the body amends the payload is not known yet: refuse only callers who may
+        # neither amend nor refresh.
+        services.check_may_revise(
+            change_request,
+            actor=request_actor(request),
+            scopes=caller_scopes(request),
+            amending=False,
+        )
 
     def decide(self, request: Request, change_request_id: Any) -> ChangeRequest:
         serializer = ReviseSerializer(data=request.data)
