@@ -11,15 +11,22 @@ their rows.
     def test_something(page_as, live_server_url):
         page = page_as("alice")          # a fresh, signed-in browser context
         page.goto(f"{live_server_url}/lore/")
+
+Every page a context opens is watched: a console error or an uncaught script error fails the
+test at teardown, listing each one with the page it came from. A test that expects one says so
+with ``console_errors.allow(r"regex", why="...")`` (the ``console_errors`` fixture). Tests that
+drive Chromium themselves call ``watch_console(context)`` and ``.assert_clean()``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -36,6 +43,55 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 DEFAULT_TIMEOUT_MS = 15_000
+
+
+@dataclass
+class ConsoleErrors:
+    """The console errors and uncaught script errors of every page in the watched contexts."""
+
+    seen: list[str] = field(default_factory=list)
+    allowed: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def watch(self, context: Any) -> Any:
+        context.on("console", self._on_console)
+        context.on("weberror", self._on_web_error)
+        return context
+
+    def allow(self, pattern: str, *, why: str) -> None:
+        """Let errors matching ``pattern`` through: a test that provokes one on purpose (an
+        answer with a 4xx status is logged by Chromium as a failed resource)."""
+        assert why, "say why this error is expected"
+        self.allowed.append((re.compile(pattern), why))
+
+    def _record(self, where: str, text: str) -> None:
+        if any(pattern.search(text) for pattern, _ in self.allowed):
+            return
+        with self._lock:
+            self.seen.append(f"{where}: {text}")
+
+    def _on_console(self, message: Any) -> None:
+        if message.type != "error":
+            return
+        location = message.location or {}
+        source = location.get("url") or (message.page.url if message.page else "?")
+        self._record(f"console error on {source}", message.text)
+
+    def _on_web_error(self, web_error: Any) -> None:
+        page = web_error.page
+        self._record(f"page error on {page.url if page else '?'}", str(web_error.error))
+
+    def assert_clean(self) -> None:
+        with self._lock:
+            errors = list(self.seen)
+        assert not errors, "the browser reported errors:\n" + "\n".join(errors)
+
+
+def watch_console(context: Any) -> ConsoleErrors:
+    """Watch one browser context a test created itself; call ``.assert_clean()`` at the end."""
+    errors = ConsoleErrors()
+    errors.watch(context)
+    return errors
 
 
 def _free_port() -> int:
@@ -101,13 +157,23 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page_as(browser: Any, live_server_url: str) -> Iterator[Callable[[str], Any]]:
+def console_errors() -> ConsoleErrors:
+    """What ``page_as``'s pages logged as errors; ``console_errors.allow(...)`` for an expected
+    one."""
+    return ConsoleErrors()
+
+
+@pytest.fixture
+def page_as(
+    browser: Any, live_server_url: str, console_errors: ConsoleErrors
+) -> Iterator[Callable[[str], Any]]:
     """``page_as("alice")``: a new browser context signed in through the login form as one of
-    the cast (password ``<name>-pw``). Contexts close after the test."""
+    the cast (password ``<name>-pw``). Contexts close after the test, which then fails if any of
+    their pages logged a console error or threw."""
     contexts: list[Any] = []
 
     def sign_in(username: str) -> Any:
-        context = browser.new_context(base_url=live_server_url)
+        context = console_errors.watch(browser.new_context(base_url=live_server_url))
         context.set_default_timeout(DEFAULT_TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
@@ -121,3 +187,4 @@ def page_as(browser: Any, live_server_url: str) -> Iterator[Callable[[str], Any]
     yield sign_in
     for context in contexts:
         context.close()
+    console_errors.assert_clean()

@@ -25,7 +25,12 @@ from rest_framework.test import APIClient
 from apps.security.scopes import ADMIN_ROLE, EDITOR, OPERATOR, WRITER
 from apps.security.services import api_key_create, roles_ensure
 from inference.process import EngineProcess
-from tests.browser_support import browser, live_server_url, page_as  # noqa: F401
+from tests.browser_support import (  # noqa: F401
+    browser,
+    console_errors,
+    live_server_url,
+    page_as,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
