@@ -8,7 +8,7 @@ refused by markdown-it's link validator, so a body cannot inject script into a w
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +106,7 @@ def parse_facts(body: str) -> list[Fact]:
     return facts
 
 
-def _wikilink_rule(resolve: Callable[[str], bool]) -> Callable[[StateInline, bool], bool]:
+def _wikilink_rule(titles: Mapping[str, str]) -> Callable[[StateInline, bool], bool]:
     def rule(state: StateInline, silent: bool) -> bool:
         src, pos = state.src, state.pos
         if not src.startswith("[[", pos):
@@ -122,9 +122,12 @@ def _wikilink_rule(resolve: Callable[[str], bool]) -> Callable[[StateInline, boo
         if not slug:
             return False
         if not silent:
+            # A link reads as the entry's title unless the writer gave it a label; a link to
+            # no entry keeps what the writer typed and says it is missing.
+            title = titles.get(slug)
             token = state.push("wikilink", "", 0)
-            token.meta = {"slug": slug, "label": label.strip() or target.strip()}
-            token.attrSet("data-exists", "1" if resolve(slug) else "0")
+            token.meta = {"slug": slug, "label": label.strip() or title or target.strip()}
+            token.attrSet("data-exists", "1" if title is not None else "0")
         state.pos = end + 2
         return True
 
@@ -138,14 +141,16 @@ def _render_wikilink(self: Any, tokens: Sequence[Any], idx: int, options: Any, e
         return f'<a class="wikilink" href="/lore/{escape(slug)}/">{escape(label)}</a>'
     return (
         f'<a class="wikilink broken" href="/lore/new?slug={escape(slug)}" '
-        f'title="no entry named {escape(slug)} yet">{escape(label)}</a>'
+        f'title="no entry named {escape(slug)} yet">{escape(label)} '
+        f'<span class="missing">(missing)</span></a>'
     )
 
 
-def render_markdown(body: str, *, exists: Callable[[str], bool]) -> str:
-    """Safe HTML for a lore body; ``exists(slug)`` tells live links from broken ones."""
+def render_markdown(body: str, *, titles: Mapping[str, str]) -> str:
+    """Safe HTML for a lore body; ``titles`` maps each linked slug that exists to its entry's
+    title (links to other slugs render as missing)."""
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable("table")
-    md.inline.ruler.before("link", "wikilink", _wikilink_rule(exists))
+    md.inline.ruler.before("link", "wikilink", _wikilink_rule(titles))
     md.add_render_rule("wikilink", _render_wikilink)
     return str(md.render(body))

@@ -88,6 +88,22 @@ class LoreEntry(LoreContent):
     def has_unpublished_changes(self) -> bool:
         return self.published_number is not None and self.head_number != self.published_number
 
+    @property
+    def status_pill(self) -> str:
+        """What the status pill says: whether players' NPCs know this entry, at which revision,
+        and whether newer saves wait to be published."""
+        if self.published_number is None:
+            return "draft"
+        if self.has_unpublished_changes:
+            return f"published (rev {self.published_number}), newer edits unpublished"
+        return f"published (rev {self.published_number})"
+
+    @property
+    def status_pill_class(self) -> str:
+        if self.published_number is None:
+            return "draft"
+        return "edited" if self.has_unpublished_changes else "published"
+
 
 class LoreRevision(LoreContent):
     """One save of an entry: an immutable snapshot with its author, time and message.

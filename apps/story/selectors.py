@@ -76,6 +76,11 @@ def lore_slugs_existing(slugs: list[str]) -> set[str]:
     return set(LoreEntry.objects.filter(slug__in=slugs).values_list("slug", flat=True))
 
 
+def lore_titles(slugs: list[str]) -> dict[str, str]:
+    """Each existing slug's title, in one query: what a body's ``[[links]]`` read as."""
+    return dict(LoreEntry.objects.filter(slug__in=slugs).values_list("slug", "title"))
+
+
 def lore_personas() -> QuerySet[LoreEntry]:
     """Characters: the personas a knowledge scope may name and an NPC preview may play."""
     return LoreEntry.objects.filter(kind=LoreKind.CHARACTER).order_by("title")

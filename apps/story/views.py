@@ -82,8 +82,16 @@ def _render_body(body: str) -> str:
         slugs = [link.target_slug for link in parse_links(body)]
     except LinkSyntaxError:
         slugs = []
-    existing = selectors.lore_slugs_existing(slugs)
-    return render_markdown(body, exists=existing.__contains__)
+    return render_markdown(body, titles=selectors.lore_titles(slugs))
+
+
+def _saved_message(result: services.SaveResult, *, done: str = "Saved") -> str:
+    """The confirmation after a save, saying what players' NPCs know meanwhile."""
+    entry = result.entry
+    text = f"{done} revision {result.revision.number}."
+    if entry.published_number is not None and entry.published_number != entry.head_number:
+        text += f" Not published yet: NPCs still know revision {entry.published_number}."
+    return text
 
 
 def _form_fields(request: HttpRequest) -> dict[str, Any]:
@@ -155,6 +163,7 @@ def lore_new(request: HttpRequest) -> HttpResponse:
                 message=request.POST.get("message", ""),
             )
             return render(request, "story/partials/editor_form.html", context, status=400)
+        messages.success(request, _saved_message(result))
         url = reverse("lore-entry", args=[result.entry.slug])
         if result.warnings:
             url += "?saved=1"
@@ -311,6 +320,8 @@ def lore_edit(request: HttpRequest, slug: str) -> HttpResponse:
                 + ", ".join(FIELD_LABELS[n].lower() for n in merged.taken_from_theirs)
                 + " kept.",
             )
+        else:
+            messages.success(request, _saved_message(result))
         return _hx_redirect(request, reverse("lore-entry", args=[slug]))
     form = {name: getattr(entry, name) for name in CONTENT_FIELDS}
     context = _editor_context(
@@ -327,20 +338,21 @@ def lore_preview(request: HttpRequest) -> HttpResponse:
 
     body = request.POST.get("body", "")
     problems: list[str] = []
+    titles: dict[str, str] = {}
     try:
         links = parse_links(body)
-        existing = selectors.lore_slugs_existing([link.target_slug for link in links])
+        titles = selectors.lore_titles([link.target_slug for link in links])
         problems = [
             f"[[{link.target_slug}]] (line {link.line}) links to no entry yet"
             for link in links
-            if link.target_slug not in existing
+            if link.target_slug not in titles
         ]
     except LinkSyntaxError as exc:
         problems = [f"invalid links: {exc}"]
     return render(
         request,
         "story/partials/preview.html",
-        {"html": _render_body(body), "problems": problems},
+        {"html": render_markdown(body, titles=titles), "problems": problems},
     )
 
 
@@ -382,7 +394,7 @@ def lore_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     entry = _entry_or_404(slug)
     base_raw = request.POST.get("base_revision", "")
     try:
-        services.lore_entry_restore(
+        result = services.lore_entry_restore(
             slug=slug,
             number=number,
             base_revision=int(base_raw) if base_raw.isdigit() else -1,
@@ -399,6 +411,7 @@ def lore_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse:
             },
             status=409 if isinstance(exc, services.LoreConflictError) else 400,
         )
+    messages.success(request, _saved_message(result, done=f"Restored revision {number} as"))
     return _hx_redirect(request, reverse("lore-entry", args=[slug]))
 
 

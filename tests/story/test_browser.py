@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from apps.admin_ops.models import AuditEvent, ChangeRequest
 from apps.story import services
 from apps.story.models import LoreEntry, LoreRevision, LoreStatus, Quest
+from tests.browser_support import ConsoleErrors
 from tests.story.conftest import write
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,23 +42,31 @@ def test_a_writer_drafts_an_entry_with_live_preview_and_saves_from_the_keyboard(
     page.select_option("#id_kind", "location")
     page.locator("#id_body").fill("Run by [[mara-voss]].\n\nNext to [[the-morgue]].\n\n**Wet**.")
     preview = page.locator("#preview")
-    preview.locator("a.wikilink", has_text="mara-voss").wait_for()
+    preview.locator("a.wikilink", has_text="Mara Voss").wait_for()  # the title, not the slug
     assert preview.locator("strong").inner_text() == "Wet"
     assert "[[the-morgue]] (line 3) links to no entry yet" in preview.inner_text()
+    assert preview.locator("a.wikilink.broken").inner_text() == "the-morgue (missing)"
     page.check("input[name=knowledge_scope][value=mara-voss]")
 
     page.locator("#id_body").press("Control+s")
 
     page.wait_for_url("**/lore/the-drowned-ward/?saved=1")
+    assert page.locator(".flash").inner_text() == "Saved revision 1."
+    assert page.locator("#status-pill").inner_text() == "draft"
     assert page.locator("#broken-links").is_visible()
+    assert page.locator("#entry-body a.wikilink").all_inner_texts() == [
+        "Mara Voss",
+        "the-morgue (missing)",
+    ]
     entry = LoreEntry.objects.get(slug="the-drowned-ward")
     assert entry.kind == "location" and entry.knowledge_scope == ["mara-voss"]
     assert entry.status == LoreStatus.DRAFT
 
 
 def test_bad_input_is_shown_inline_and_nothing_typed_is_lost(
-    page_as: Callable[[str], Page], alice: User
+    page_as: Callable[[str], Page], alice: User, console_errors: ConsoleErrors
 ) -> None:
+    console_errors.allow(r"status of 400 \(Bad Request\)", why="the form's errors answer 400")
     page = page_as("alice")
     page.goto("/lore/new")
     mark_page(page)
@@ -129,8 +138,9 @@ def test_two_writers_editing_different_fields_of_one_revision_keep_both_changes(
 
 
 def test_a_second_writer_saving_over_a_change_sees_each_conflict_and_merges_field_by_field(
-    page_as: Callable[[str], Page], alice: User, erin: User
+    page_as: Callable[[str], Page], alice: User, erin: User, console_errors: ConsoleErrors
 ) -> None:
+    console_errors.allow(r"status of 409 \(Conflict\)", why="a conflicting save answers 409")
     write(
         alice, "fog", title="Fog", summary="Sea fog.", body="Fog comes at dusk.\nIt smells of salt."
     )
@@ -188,6 +198,33 @@ def test_a_second_writer_saving_over_a_change_sees_each_conflict_and_merges_fiel
     assert revisions.last().message == "the smell"  # type: ignore[union-attr]
 
 
+def test_saving_a_published_entry_confirms_the_revision_and_the_pill_says_it_is_unpublished(
+    page_as: Callable[[str], Page], alice: User, erin: User
+) -> None:
+    write(alice, "mara-voss", kind="character", title="Mara Voss")
+    write(alice, "fog", title="Fog", body="Fog comes at dusk. Ask [[mara-voss|the attendant]].")
+    services.lore_entry_publish(slug="fog", revision_number=1, published_by=erin)
+    page = page_as("alice")
+    page.goto("/lore/fog/")
+    assert page.locator("#status-pill").inner_text() == "published (rev 1)"
+    assert page.locator("#entry-body a.wikilink").inner_text() == "the attendant"  # its label
+
+    page.goto("/lore/fog/edit")
+    page.locator("#id_body").fill("Fog comes at noon. Ask [[mara-voss]].")
+    page.locator("#preview a.wikilink", has_text="Mara Voss").wait_for()
+    page.click("#editor button[type=submit]")
+
+    page.wait_for_url("**/lore/fog/")
+    assert page.locator(".flash").inner_text() == (
+        "Saved revision 2. Not published yet: NPCs still know revision 1."
+    )
+    pill = "published (rev 1), newer edits unpublished"
+    assert page.locator("#status-pill").inner_text() == pill
+    page.goto("/lore/")
+    assert page.locator("tr[data-slug=fog] .status").inner_text() == pill
+    assert page.locator("tr[data-slug=mara-voss] .status").inner_text() == "draft"
+
+
 def test_history_shows_a_side_by_side_diff_and_restores_an_old_revision(
     page_as: Callable[[str], Page], alice: User
 ) -> None:
@@ -211,6 +248,7 @@ def test_history_shows_a_side_by_side_diff_and_restores_an_old_revision(
     page.go_back()
     page.click("button:has-text('Restore')")
     page.wait_for_url("**/lore/chapel/")
+    assert page.locator(".flash").inner_text() == "Restored revision 1 as revision 3."
     assert "Built of wood." in page.locator("#entry-body").inner_text()
     assert LoreEntry.objects.get(slug="chapel").head_number == 3
 
