@@ -19,14 +19,15 @@ from django.contrib.auth.models import User
 
 from apps.admin_ops.models import ChangeRequest
 from apps.security.scopes import GAME
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, DEFAULT_TIMEOUT_MS
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, DEFAULT_TIMEOUT_MS, watch_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def signed_in(live_server_url: str, username: str, script: Callable[[Any], Any]) -> Any:
     """Run ``script(page)`` in headless Chromium, signed in as ``username``, on a thread of its
-    own; returns what the script returns and re-raises what it raises."""
+    own; returns what the script returns and re-raises what it raises. A console error or an
+    uncaught script error on any page fails it."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium)")
 
@@ -37,6 +38,7 @@ def signed_in(live_server_url: str, username: str, script: Callable[[Any], Any])
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 context = browser.new_context(base_url=live_server_url)
+                console = watch_console(context)
                 context.set_default_timeout(DEFAULT_TIMEOUT_MS)
                 page = context.new_page()
                 page.goto("/accounts/login/")
@@ -44,7 +46,9 @@ def signed_in(live_server_url: str, username: str, script: Callable[[Any], Any])
                 page.fill("input[name=password]", f"{username}-pw")
                 page.click("button[type=submit]")
                 page.wait_for_url(lambda url: "/accounts/login/" not in url)
-                return script(page)
+                outcome = script(page)
+                console.assert_clean()
+                return outcome
             finally:
                 browser.close()
 
