@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -209,10 +211,44 @@ def _read_target(kind: ChangeKind, target: str) -> Any:
         ) from exc
 
 
+# The diff of a request that would change nothing: such a request is refused when it is asked
+# for, and one that became a no-op (its target moved to what it proposes) cannot be approved.
+NO_CHANGE_DIFF = "(no change)\n"
+
+
 def _pretty(value: Any) -> list[str]:
+    """The state as indented JSON, except that a string of several lines (a lore body, a
+    prompt) is written out line by line between triple quotes, so a diff shows which of its
+    lines changed instead of one long line."""
     if value is None:
         return []
-    return json.dumps(value, indent=2, sort_keys=True, default=str).splitlines(keepends=True)
+    texts: list[str] = []
+    # Each multi-line string is swapped for a marker no input can forge (a fresh nonce).
+    nonce = secrets.token_hex(8)
+
+    def mark(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {k: mark(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [mark(v) for v in item]
+        if isinstance(item, str) and "\n" in item:
+            texts.append(item)
+            return f"{nonce}:{len(texts) - 1}"
+        return item
+
+    marker = re.compile(rf'"{nonce}:(\d+)"')
+    lines: list[str] = []
+    for line in json.dumps(mark(value), indent=2, sort_keys=True, default=str).splitlines():
+        found = marker.search(line)
+        if found is None:
+            lines.append(line + "\n")
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        lines.append(line[: found.start()] + '"""\n')
+        text = texts[int(found.group(1))]
+        lines.extend(f"{indent}{part}".rstrip() + "\n" for part in text.split("\n"))
+        lines.append(indent[:-2] + '"""' + line[found.end() :] + "\n")
+    return lines
 
 
 def _snapshot(kind: ChangeKind, target: str, payload: dict[str, Any]) -> dict[str, str]:
@@ -229,7 +265,12 @@ def _snapshot(kind: ChangeKind, target: str, payload: dict[str, Any]) -> dict[st
     )
     base = content_hash(current)
     revision = content_hash({"kind": kind.name, "target": target, "payload": payload, "base": base})
-    return {"diff": diff or "(no change)\n", "base_revision": base, "revision": revision}
+    return {"diff": diff or NO_CHANGE_DIFF, "base_revision": base, "revision": revision}
+
+
+def changes_nothing(change_request: ChangeRequest) -> bool:
+    """Whether the request's diff is empty: approving it would change nothing."""
+    return change_request.diff in ("", NO_CHANGE_DIFF)
 
 
 def target_is_stale(change_request: ChangeRequest) -> bool:
@@ -279,6 +320,10 @@ def approval_blockers(
         return blockers
     if change_request.expires_at <= timezone.now():
         blockers.append(Blocker(f"it expired at {change_request.expires_at:%Y-%m-%d %H:%M} UTC"))
+    if changes_nothing(change_request):
+        blockers.append(
+            Blocker("it changes nothing: the target already is as it proposes; reject it instead")
+        )
     if (
         is_person
         and ChangeRequestDecision.objects.filter(
@@ -349,13 +394,20 @@ def change_request_create(
 ) -> ChangeRequest:
     """Open a pending change request with its diff against the target as it is now.
 
-    Checks the actor may request the kind (``scopes``) and the input; reads the target (no
-    lock: the revision hash catches any later change). Emits an ``approvals.update`` broadcast
+    Checks the actor may request the kind (``scopes``) and the input, and refuses a request
+    that would change nothing (``conflict``); reads the target (no lock: the revision hash
+    catches any later change). Emits an ``approvals.update`` broadcast
     and a ``change_request.create`` audit event. Never executes anything.
     """
     declared = check_may_request(kind=kind, scopes=scopes)
     _check_input(declared, target, payload, reason)
     snap = _snapshot(declared, target, payload)
+    if snap["diff"] == NO_CHANGE_DIFF:
+        raise ChangeRequestError(
+            f"this request changes nothing: {target} already is as the payload proposes",
+            code="conflict",
+            field="payload",
+        )
     with transaction.atomic():
         change_request = ChangeRequest.objects.create(
             kind=kind,
@@ -596,7 +648,8 @@ def change_request_execute(*, change_request_id: Any) -> ChangeRequest | None:
     expiry and the target's revision: an expired request becomes ``expired``; a changed target
     gets a fresh diff and goes back to ``pending`` with its approvals reset. The executor runs
     in a transaction with the ``executed`` record, on behalf of the approver who completed the
-    quorum. Emits audit events for the transition and the effect, and a broadcast.
+    quorum. Emits audit events for the transition and the effect, and broadcasts (once claimed,
+    and once finished).
     """
     now = timezone.now()
     claimed = ChangeRequest.objects.filter(
@@ -612,6 +665,7 @@ def change_request_execute(*, change_request_id: Any) -> ChangeRequest | None:
     change_request = ChangeRequest.objects.select_related("executed_on_behalf_of").get(
         pk=change_request_id
     )
+    _notify(change_request, "executing")  # pages waiting on "queued for a worker" move on
     kind = _kind(change_request.kind)
     on_behalf_of = change_request.executed_on_behalf_of
     actor = Actor(user=on_behalf_of) if on_behalf_of is not None else SYSTEM
@@ -810,6 +864,9 @@ def audit_api_key(*, key: ApiKey, action: str) -> AuditEvent:
             "scopes": list(key.scopes),
             "owner": key.owner.get_username() if key.owner_id and key.owner else None,
             "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+            "requests_per_minute": key.requests_per_minute,
+            "tokens_per_minute": key.tokens_per_minute,
+            "daily_budget_usd": key.daily_budget_usd,
         },
     )
 

@@ -22,8 +22,21 @@ def _slug(target: str) -> str:
     return slug
 
 
+def _revision_text(entry: LoreEntry, number: int | None) -> dict[str, Any]:
+    """The title and body players see at revision ``number`` (none before a first publish)."""
+    revision = (
+        entry.revisions.filter(number=number).only("title", "body").first()
+        if isinstance(number, int)
+        else None
+    )
+    if revision is None:
+        return {"title": None, "body": None}
+    return {"title": revision.title, "body": revision.body}
+
+
 def current_lore_state(target: str) -> dict[str, Any] | None:
-    """What approvals are tied to: the entry's newest revision and what is published."""
+    """What approvals are tied to: the entry's newest revision and what is published, with
+    the published title and body (the diff's "before" is what players see now)."""
     entry = LoreEntry.objects.filter(slug=_slug(target)).first()
     if entry is None:
         return None
@@ -31,8 +44,7 @@ def current_lore_state(target: str) -> dict[str, Any] | None:
         "revision": entry.head_number,
         "published_revision": entry.published_number,
         "status": entry.status,
-        "title": entry.title,
-        "body": entry.body,
+        **_revision_text(entry, entry.published_number),
     }
 
 
@@ -48,8 +60,12 @@ def check_publish_payload(target: str, payload: dict[str, Any]) -> None:
 
 
 def proposed_lore_state(target: str, payload: dict[str, Any], current: Any) -> dict[str, Any]:
+    """The entry once the asked-for revision is published: its title and body go live."""
     state = dict(current or {})
     state.update(status="published", published_revision=payload.get("revision"))
+    entry = LoreEntry.objects.filter(slug=_slug(target)).first()
+    if entry is not None:
+        state.update(_revision_text(entry, payload.get("revision")))
     return state
 
 
