@@ -35,13 +35,25 @@ class ApiKeyForm(forms.ModelForm[ApiKey]):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     form = ApiKeyForm
-    list_display = ("name", "prefix", "scopes", "owner", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "prefix",
+        "scope_names",
+        "owner",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     fields = (*KEY_SETTINGS, "prefix", "created_at", "last_used_at", "revoked_at")
     # Revoking goes through the action below (audited, and the key's open sockets are closed),
     # never through editing the timestamp.
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     search_fields = ("name", "prefix")
     actions = ("revoke",)
+
+    @admin.display(description="scopes")
+    def scope_names(self, key: ApiKey) -> str:
+        return ", ".join(key.scopes)
 
     @admin.action(description="Revoke the selected keys (closes their open websockets)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
@@ -56,7 +68,9 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         api_key_change(key_id=obj.pk, changes=changes, actor=actor_for(user=request.user))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # keys are minted by `manage.py create_api_key`, which shows the secret once
+        # Keys are minted on the keys page (/keys/) or by `manage.py create_api_key`, which
+        # show the secret once.
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False  # revoke instead: the audit log and change requests keep pointing at it

@@ -6,6 +6,7 @@ import hmac
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from apps.security.models import ApiKey
@@ -52,3 +53,14 @@ def user_scopes(user: Any) -> frozenset[str]:
         cached = scopes_for_roles(names, is_superuser=user.is_superuser)
         user._bodybroker_scopes = cached
     return cached
+
+
+def api_keys() -> QuerySet[ApiKey]:
+    """Every key, live ones first, newest first, with its owner loaded (the keys page)."""
+    return ApiKey.objects.select_related("owner").order_by(
+        F("revoked_at").asc(nulls_first=True), "-created_at"
+    )
+
+
+def api_key(*, key_id: int) -> ApiKey | None:
+    return ApiKey.objects.select_related("owner").filter(pk=key_id).first()

@@ -29,21 +29,42 @@ def digest_key(raw_key: str) -> str:
 
 @transaction.atomic
 def api_key_create(
-    *, name: str, scopes: str | Iterable[str], owner: Any = None
+    *,
+    name: str,
+    scopes: str | Iterable[str],
+    owner: Any = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+    daily_budget_usd: float | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with the raw secret, which is never stored nor shown again.
 
-    Raises ``UnknownScopeError`` for a scope outside ``ALL_SCOPES`` and ``ValueError`` for an empty
-    name. Locks nothing; the unique prefix guards against the (astronomically unlikely) collision.
+    Limits left ``None`` follow the deployment's defaults (``BODYBROKER_DEFAULT_*``). Raises
+    ``UnknownScopeError`` for a scope outside ``ALL_SCOPES`` and ``ValueError`` for an empty
+    name or a negative limit. Locks nothing; the unique prefix guards against the
+    (astronomically unlikely) collision. Emits an ``api_key.create`` audit event.
     """
     name = name.strip()
     if not name:
         raise ValueError("an API key needs a name")
     parsed = parse_scopes(scopes)
+    limits = {
+        "requests_per_minute": requests_per_minute,
+        "tokens_per_minute": tokens_per_minute,
+        "daily_budget_usd": daily_budget_usd,
+    }
+    negative = sorted(limit for limit, value in limits.items() if value is not None and value < 0)
+    if negative:
+        raise ValueError(f"limits are 0 or more: {', '.join(negative)}")
     prefix = secrets.token_hex(KEY_PREFIX_BYTES)
     raw_key = f"bb_{prefix}_{secrets.token_urlsafe(KEY_SECRET_BYTES)}"
     key = ApiKey.objects.create(
-        name=name, prefix=prefix, digest=digest_key(raw_key), scopes=list(parsed), owner=owner
+        name=name,
+        prefix=prefix,
+        digest=digest_key(raw_key),
+        scopes=list(parsed),
+        owner=owner,
+        **limits,
     )
     from apps.admin_ops.services import audit_api_key
 
