@@ -419,8 +419,11 @@ class AuditFilterSerializer(StrictSerializer):
 
 
 def parse_audit_filters(query: Any) -> dict[str, Any]:
-    """Validate audit filters from a query string; raises DRF ValidationError naming fields."""
-    serializer = AuditFilterSerializer(data={k: query.get(k) for k in query})
+    """Validate audit filters from a query string; raises DRF ValidationError naming fields.
+
+    An empty value is no filter: a form sends every field, filled in or not."""
+    given = {k: query.get(k) for k in query}
+    serializer = AuditFilterSerializer(data={k: v for k, v in given.items() if v != ""})
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 

@@ -1,6 +1,7 @@
 """In a real browser (Debian's Chromium through Playwright) against the real server (the suite's
 ``live_server_url``): an admin watches the queue, sees a request arrive live, opens it and
-approves it with one click and a comment.
+approves it with one click and a comment; filters, pages through and exports the audit log;
+reviews a lore publish until a worker has run it; mints, changes and revokes an API key.
 
 Playwright runs on its own thread here: its sync API keeps an event loop running in the thread
 that starts it, which would break every async test that runs after it in the main thread.
@@ -8,6 +9,8 @@ that starts it, which would break every async test that runs after it in the mai
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +21,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from apps.admin_ops.models import ChangeRequest
+from apps.security.models import ApiKey
 from apps.security.scopes import GAME
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, DEFAULT_TIMEOUT_MS, watch_console
 
@@ -124,3 +128,128 @@ def test_the_author_sees_why_they_cannot_approve(live_server_url: str, adam: Use
         expect(page.get_by_role("button", name="Approve")).to_be_disabled()
 
     signed_in(live_server_url, "adam", script)
+
+
+def in_plain_thread(function: Callable[..., Any], **kwargs: Any) -> Any:
+    """Run ORM work from a script: Playwright's thread runs an event loop, where Django refuses
+    synchronous database calls."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, **kwargs).result(timeout=60)
+
+
+def test_an_admin_filters_pages_and_exports_the_audit_log(live_server_url: str, adam: User) -> None:
+    from apps.admin_ops.services import audit_record
+
+    for n in range(60):
+        audit_record(action="game_state.write", target=f"npc:warden{n}", summary=f"mood #{n}")
+    for n in range(3):
+        audit_record(action="lore.publish", target=f"lore:flood{n}")
+
+    def script(page: Any) -> str:
+        from playwright.sync_api import expect
+
+        page.goto("/")
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+        expect(page).to_have_url(f"{live_server_url}/audit/")
+        page.fill("#f_action", "game_state.")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.locator("#audit-count")).to_contain_text("Events 1–50 of 60 matching")
+        page.get_by_role("link", name="Older →").click()
+        expect(page.locator("#audit-count")).to_contain_text("Events 51–60 of 60 matching")
+        expect(page.locator("#audit-table tbody tr")).to_have_count(10)
+        with page.expect_download() as download:
+            page.locator("#export-csv").click()
+        with open(download.value.path(), encoding="utf-8") as exported:
+            return exported.read()
+
+    exported = signed_in(live_server_url, "adam", script)
+    rows = list(csv.reader(io.StringIO(exported)))
+    assert len(rows) == 61 and {row[5] for row in rows[1:]} == {"game_state.write"}
+
+
+def test_an_admin_reviews_a_lore_publish_and_sees_it_wait_for_a_worker_then_run(
+    live_server_url: str, alice: User, erin: User, adam: User
+) -> None:
+    from apps.admin_ops import services
+    from apps.admin_ops.actors import Actor
+    from apps.security.selectors import user_scopes
+    from apps.story import services as lore
+
+    body = "The bell rang under the water. " * 40 + "\nThe warden keeps the lantern lit."
+    lore.lore_entry_create(slug="flood", fields={"title": "Flood", "body": body}, author=alice)
+    lore.lore_entry_publish(slug="flood", revision_number=1, published_by=erin)
+    lore.lore_entry_update(
+        slug="flood",
+        base_revision=1,
+        changes={"body": body.replace("keeps the lantern lit", "let the lantern go out")},
+        author=alice,
+    )
+    change_request = services.change_request_create(
+        kind="lore.publish",
+        target="lore:flood",
+        payload={"revision": 2},
+        reason="ready for players",
+        actor=Actor(user=alice),
+        scopes=user_scopes(alice),
+    )
+
+    def script(page: Any) -> None:
+        from playwright.sync_api import expect
+
+        page.goto(f"/approvals/{change_request.id}/")
+        diff = page.locator("#diff")
+        expect(diff).to_contain_text("-    The warden keeps the lantern lit.")
+        # A long paragraph wraps inside the page instead of running off to the right.
+        assert diff.evaluate("node => node.scrollWidth <= node.clientWidth + 1")
+        page.fill("#id_comment", "Reads well.")
+        page.get_by_role("button", name="Approve").click()
+        expect(page.locator("#cr-status")).to_have_text("approved — queued for a worker")
+        expect(page.locator("#worker-wait")).to_contain_text("runs when a worker picks it up")
+
+        in_plain_thread(services.change_request_execute, change_request_id=change_request.id)
+        page.reload()
+        expect(page.locator("#cr-status")).to_have_text("executed")
+        expect(page.locator("#cr-result")).to_contain_text("published revision")
+
+    signed_in(live_server_url, "adam", script)
+
+
+def test_an_admin_creates_changes_and_revokes_a_key_in_the_browser(
+    live_server_url: str, adam: User
+) -> None:
+    def script(page: Any) -> str:
+        from playwright.sync_api import expect
+
+        page.goto("/")
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="API keys").click()
+        expect(page).to_have_url(f"{live_server_url}/keys/")
+        page.fill("#id_name", "night-shift bot")
+        page.get_by_label("jobs — submit and read Bronze jobs").check()
+        page.get_by_label("infer — REST and OpenAI-compatible inference").check()
+        page.fill("#id_requests_per_minute", "30")
+        page.select_option("#id_owner", label="adam")
+        page.get_by_role("button", name="Create key").click()
+        raw_key = page.locator("#raw-key").inner_text().strip()
+        assert raw_key.startswith("bb_")
+        listed = httpx.get(
+            f"{live_server_url}/api/v1/jobs/",
+            headers={"Authorization": f"Bearer {raw_key}"},
+            timeout=30,
+        )
+        assert listed.status_code == 200, listed.text
+        expect(page.locator("#keys-table")).to_contain_text("30 req/min")
+
+        page.get_by_role("link", name="its settings").click()
+        page.get_by_label("infer — REST and OpenAI-compatible inference").uncheck()
+        page.get_by_role("button", name="Save").click()
+        expect(page.locator(".flash")).to_contain_text("Saved: scopes changed.")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Revoke this key").click()
+        expect(page.locator("#key-state")).to_contain_text("revoked")
+        return raw_key
+
+    raw_key = signed_in(live_server_url, "adam", script)
+    key = ApiKey.objects.get(name="night-shift bot")
+    assert raw_key.startswith(f"bb_{key.prefix}_")
+    assert key.scopes == ["jobs"] and key.requests_per_minute == 30 and key.revoked_at
