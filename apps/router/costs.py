@@ -7,13 +7,15 @@ measures on your hardware. The reference is the for-pay API price the tiers repl
 
 Usage is counted in memory on the request path and written to ``UsageDaily`` by
 :func:`usage_flush` (at most every few seconds, in a worker thread, and at exit), so answering
-a request never waits on a database write.
+a request never waits on a database write. Every answer's tier, source and latency is counted
+the same way into ``AnswersDaily`` (:func:`answer_add`), which the dashboards read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import bisect
 import contextlib
 import threading
 import time
@@ -26,6 +28,8 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from apps.router.metrics import LATENCY_BOUNDS_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,17 @@ class _Tally:
 
 _lock = threading.Lock()
 _pending: defaultdict[tuple[date, str, int | None], _Tally] = defaultdict(_Tally)
+_pending_answers: defaultdict[tuple[date, str, str], list[int]] = defaultdict(
+    lambda: [0] * (len(LATENCY_BOUNDS_S) + 1)
+)
+
+
+def answer_add(*, tier: str, source: str, seconds: float) -> None:
+    """Count one answer of ``tier`` by ``source`` that took ``seconds``; written by
+    :func:`usage_flush`. Cheap enough for the request path."""
+    slot = bisect.bisect_left(LATENCY_BOUNDS_S, seconds)
+    with _lock:
+        _pending_answers[(timezone.now().date(), tier, source)][slot] += 1
 
 
 def usage_add(
@@ -83,15 +98,19 @@ def usage_add(
 
 
 def usage_flush() -> int:
-    """Write the counted usage to ``UsageDaily`` (upserts with F() increments); rows written."""
+    """Write the counted usage to ``UsageDaily`` (upserts with F() increments) and the counted
+    answers to ``AnswersDaily`` (each row locked while its histogram is merged); rows written."""
     from apps.router.models import UsageDaily
 
     with _lock:
         batch = dict(_pending)
         _pending.clear()
-    if not batch:
+        answers = dict(_pending_answers)
+        _pending_answers.clear()
+    if not batch and not answers:
         return 0
     close_old_connections()
+    _answers_flush(answers)
     from apps.security.models import ApiKey
 
     wanted = {key_id for (_, _, key_id) in batch if key_id is not None}
@@ -108,7 +127,20 @@ def usage_flush() -> int:
                 cost_usd=F("cost_usd") + tally.cost_usd,
                 reference_cost_usd=F("reference_cost_usd") + tally.reference_cost_usd,
             )
-    return len(batch)
+    return len(batch) + len(answers)
+
+
+def _answers_flush(answers: dict[tuple[date, str, str], list[int]]) -> None:
+    from apps.router.models import AnswersDaily
+
+    with transaction.atomic():
+        for (day, tier, source), counts in answers.items():
+            AnswersDaily.objects.get_or_create(day=day, tier=tier, source=source)
+            row = AnswersDaily.objects.select_for_update().get(day=day, tier=tier, source=source)
+            stored = list(row.latency_counts) + [0] * (len(counts) - len(row.latency_counts))
+            row.latency_counts = [a + b for a, b in zip(stored, counts, strict=True)]
+            row.requests += sum(counts)
+            row.save(update_fields=["latency_counts", "requests"])
 
 
 FLUSH_EVERY_S = 5.0

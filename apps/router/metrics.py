@@ -33,6 +33,8 @@ _LATENCY_BUCKETS = (
     60,
     120,
 )
+LATENCY_BOUNDS_S = _LATENCY_BUCKETS
+"""Upper bounds (seconds) of the answer-latency histogram, here and in ``AnswersDaily``."""
 _TOKEN_BUCKETS = (0.001, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5, 1)
 
 REQUESTS = Counter(

@@ -33,6 +33,9 @@ class Job(models.Model):
     )
     request = models.JSONField(help_text="messages, max_tokens and sampling options")
     result_text = models.TextField(blank=True)
+    finish_reason = models.CharField(
+        max_length=20, blank=True, help_text="why the answer ended: stop, or length at max_tokens"
+    )
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveIntegerField(default=0)
@@ -63,6 +66,41 @@ class Job(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds() * 1000
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped because it reached ``max_tokens``, not because it was done."""
+        return self.finish_reason == "length"
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The request's messages as role and text (content parts joined)."""
+        found = []
+        for message in self.request.get("messages") or ():
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(
+                    str(part.get("text", "")) for part in content if isinstance(part, dict)
+                )
+            found.append({"role": str(message.get("role", "")), "content": str(content or "")})
+        return found
+
+    @property
+    def prompt(self) -> str:
+        """What was asked: the last user message (a system prompt only frames it)."""
+        asked = [m["content"] for m in self.messages if m["role"] == "user"]
+        return asked[-1] if asked else ""
+
+    @property
+    def submitter(self) -> str:
+        """Who asked: the person's username, else the API key's name."""
+        if self.submitted_by_user is not None:
+            return str(self.submitted_by_user.get_username())
+        if self.submitted_by_key is not None:
+            return f"key {self.submitted_by_key.name}"
+        return ""
 
 
 class JobAttempt(models.Model):
@@ -123,3 +161,28 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.tier} key={self.key_id}: {self.requests} requests"
+
+
+class AnswersDaily(models.Model):
+    """Answers per tier, source (model, fallback_model, cache, template, policy) and day, with
+    their latency histogram: what the dashboards read, so every process's answers (web,
+    worker) and every restart count alike.
+
+    ``latency_counts[i]`` counts answers that took at most ``metrics.LATENCY_BOUNDS_S[i]`` s and
+    more than the bound before it; the last count is everything slower than the last bound.
+    """
+
+    day = models.DateField()
+    tier = models.CharField(max_length=10)
+    source = models.CharField(max_length=20)
+    requests = models.PositiveIntegerField(default=0)
+    latency_counts = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ("-day", "tier", "source")
+        constraints = [
+            models.UniqueConstraint(fields=("day", "tier", "source"), name="answers_daily_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tier}/{self.source}: {self.requests} answers"
