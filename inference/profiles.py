@@ -35,6 +35,8 @@ ENGINE_ENV = "BODYBROKER_ENGINE"
 THREADS_ENV = "BODYBROKER_CPU_THREADS"
 BUNDLED_PREFIX = "bundled:"
 
+# Flags by which each engine is told its context window: llama.cpp, vLLM, TensorRT-LLM.
+CONTEXT_FLAGS = frozenset({"--n_ctx", "--max-model-len", "--max_seq_len"})
 _PLACEHOLDERS = frozenset({"python", "model_path", "host", "port", "alias", "n_threads"})
 
 
@@ -118,6 +120,26 @@ class Profile:
         if extra:
             argv.extend(shlex.split(extra))
         return argv
+
+    @property
+    def served_context(self) -> int | None:
+        """The context window (tokens, prompt and answer together) this server is launched
+        with, read from its flags (extra flags from the environment included; the last one
+        given wins), or None when the flags do not say."""
+        args = list(self.argv)
+        extra = os.environ.get(self.extra_args_env_var)
+        if extra:
+            args.extend(shlex.split(extra))
+        found: int | None = None
+        for index, arg in enumerate(args):
+            name, has_value, value = arg.partition("=")
+            if name not in CONTEXT_FLAGS:
+                continue
+            if not has_value:
+                value = args[index + 1] if index + 1 < len(args) else ""
+            if value.isdigit() and int(value) > 0:
+                found = int(value)
+        return found
 
     def missing_requirement(self) -> str | None:
         """What is missing to run this engine here, or None when it looks installed.

@@ -121,6 +121,9 @@ class JobSerializer(serializers.ModelSerializer[Job]):
     job_id = serializers.UUIDField(source="id")
     usage = serializers.SerializerMethodField()
     duration_ms = serializers.FloatField(allow_null=True)
+    truncated = serializers.BooleanField(
+        read_only=True, help_text="the answer was cut off at max_tokens (finish_reason length)"
+    )
 
     class Meta:
         model = Job
@@ -130,6 +133,8 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "tier",
             "status",
             "result_text",
+            "finish_reason",
+            "truncated",
             "error",
             "attempts",
             "usage",
@@ -203,9 +208,20 @@ class InferView(AsyncAPIView):
             if JOBS not in caller_scopes(request):
                 return _needs_jobs()
             user, key = _caller(request)
-            job = await sync_to_async(services.job_submit)(
-                request=inference_request, submitted_by_user=user, submitted_by_key=key
-            )
+            try:
+                job = await sync_to_async(services.job_submit)(
+                    request=inference_request, submitted_by_user=user, submitted_by_key=key
+                )
+            except services.JobRefused as refused:
+                field = refused.field
+                if field == "prompt" and "messages" in request.data:
+                    field = "messages"
+                return Response(
+                    error_body(
+                        refused.message, type_="invalid_request", fields={field: [refused.message]}
+                    ),
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
             return Response(
                 {
                     "job_id": str(job.id),

@@ -7,7 +7,14 @@ from django.conf import settings
 from apps.router.policy import Tier
 from apps.router.pools import EngineHealth, engine_health, engine_timeouts
 
-__all__ = ["EngineHealth", "engine_health", "engine_timeouts", "tier_endpoint", "tier_urls"]
+__all__ = [
+    "EngineHealth",
+    "engine_health",
+    "engine_timeouts",
+    "served_context",
+    "tier_endpoint",
+    "tier_urls",
+]
 
 
 def tier_endpoint(tier: Tier) -> tuple[str, str]:
@@ -18,3 +25,21 @@ def tier_endpoint(tier: Tier) -> tuple[str, str]:
 
 def tier_urls(tier: Tier) -> list[str]:
     return [str(url) for url in settings.BODYBROKER_TIERS[tier]["urls"]]
+
+
+def served_context(tier: Tier) -> int | None:
+    """The context window the tier's engine is launched with (``inference/profiles.toml``):
+    the profile of the tier's engine kind serving the tier's model name, or None when no
+    profile matches (an engine this project does not launch)."""
+    from inference.errors import ProfileError
+    from inference.profiles import load_profiles
+
+    conf = settings.BODYBROKER_TIERS[tier]
+    try:
+        profiles = list(load_profiles())
+    except ProfileError:
+        return None
+    for profile in profiles:
+        if profile.engine == conf.get("engine") and profile.served_model_name == conf["model"]:
+            return profile.served_context
+    return None

@@ -710,10 +710,12 @@ def account_answer(
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
         )
+    seconds = time.perf_counter() - started
+    costs.answer_add(tier=answer.tier, source=answer.source, seconds=seconds)
     metrics.observe_answer(
         answer.tier,
         answer.source,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         ttft_seconds=None if answer.ttft_ms is None else answer.ttft_ms / 1000,
@@ -744,7 +746,14 @@ async def _bronze_answer(request: InferenceRequest, decision: RouteDecision, key
     from apps.router import services
     from apps.router.models import FINISHED_STATUSES, Job
 
-    job = await sync_to_async(services.job_submit)(request=request, submitted_by_key=key)
+    try:
+        job = await sync_to_async(services.job_submit)(request=request, submitted_by_key=key)
+    except services.JobRefused as refused:
+        raise BadRequest(
+            refused.message,
+            param="messages" if refused.field == "prompt" else refused.field,
+            code="context_length_exceeded",
+        ) from refused
     deadline = time.monotonic() + (
         request.deadline_ms / 1000
         if request.deadline_ms

@@ -37,6 +37,13 @@ GOLD_MAX_TOKENS = 8
 CONTEXT_WINDOW: dict[Tier, int] = {"gold": 4096, "silver": 32768, "bronze": 131072}
 
 
+def context_window(tier: Tier, served: int | None = None) -> int:
+    """The tokens (prompt and answer together) a tier can hold: its model's window, or the
+    smaller window its engine is served with (``served``) where that is known."""
+    window = CONTEXT_WINDOW[tier]
+    return min(window, served) if served else window
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingFacts:
     """What the policy looks at; everything else about a request is irrelevant to routing."""
