@@ -37,6 +37,7 @@ def _clear_router_state() -> None:
 
     caches._local._spaces.clear()
     costs._pending.clear()
+    costs._pending_answers.clear()
     limits._local.minute.clear()
     limits._local.spent.clear()
     keycache.forget_all()

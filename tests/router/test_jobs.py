@@ -50,6 +50,9 @@ def test_an_async_request_becomes_a_job_that_a_real_worker_finishes(
     assert job["usage"]["completion_tokens"] > 0
     assert [a["outcome"] for a in job["attempt_log"]] == ["succeeded"]
     assert job["duration_ms"] > 0
+    # The engine's finish reason is kept: "length" (cut off at max_tokens) is flagged.
+    assert job["finish_reason"] in {"stop", "length"}
+    assert job["truncated"] is (job["finish_reason"] == "length")
 
 
 @pytest.mark.django_db

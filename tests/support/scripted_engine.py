@@ -123,7 +123,9 @@ class ScriptedEngine:
                 self._handlers.discard(task)
 
 
-def completion(text: str, *, completion_tokens: int = 3, delay_s: float = 0.0) -> Script:
+def completion(
+    text: str, *, completion_tokens: int = 3, delay_s: float = 0.0, finish_reason: str = "stop"
+) -> Script:
     """A script answering every request with one non-streamed chat completion of ``text``."""
 
     async def script(writer: asyncio.StreamWriter) -> None:
@@ -139,7 +141,7 @@ def completion(text: str, *, completion_tokens: int = 3, delay_s: float = 0.0) -
                     "choices": [
                         {
                             "index": 0,
-                            "finish_reason": "stop",
+                            "finish_reason": finish_reason,
                             "message": {"role": "assistant", "content": text},
                         }
                     ],
