@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -138,10 +139,36 @@ def install_stop_criterion() -> None:
     llama_cpp.Llama.create_completion = create_completion  # type: ignore[method-assign]
 
 
+def settings_variables() -> frozenset[str]:
+    """The environment variables llama-cpp-python's server reads as settings (lower case: it
+    matches names case-insensitively)."""
+    from llama_cpp.server.settings import Settings
+
+    return frozenset({*(name.lower() for name in Settings.model_fields), "config_file"})
+
+
+def drop_settings_environment(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove from ``environ`` every variable the server would take as a setting; returns the
+    names removed. The engine is configured by its flags (``profiles.toml``) only."""
+    names = settings_variables()
+    dropped = sorted(key for key in environ if key.lower() in names)
+    for key in dropped:
+        del environ[key]
+    return dropped
+
+
 def main() -> None:
     """``python -m llama_cpp.server`` with ``StopOnDisconnect`` around its app."""
     from llama_cpp.server import __main__ as server_main
 
+    dropped = drop_settings_environment(os.environ)
+    if dropped:
+        print(
+            f"[inference] ignoring {', '.join(dropped)} from the environment: "
+            "the engine's flags set it",
+            file=sys.stderr,
+            flush=True,
+        )
     install_stop_criterion()
     # The server's main() builds its app with the create_app it imported; hand it ours.
     launcher: Any = server_main
