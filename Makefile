@@ -32,12 +32,14 @@ $(CHROMIUM):
 
 setup: $(STAMP)
 
+# The seeds need DEBUG (seed_demo prints credentials); the stack runs as the product does, with
+# DEBUG off (its own error pages), on the secret key var/secret_key the first step wrote.
 run: setup
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_lore
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py seed_npcs
-	DEBUG=$${DEBUG:-1} exec $(BIN)/python -m bodybroker.stack
+	DEBUG=$${DEBUG:-0} exec $(BIN)/python -m bodybroker.stack
 
 test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bodybroker.queues import ALL_QUEUES
+from bodybroker.settings.env import local_secret_key
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m")
@@ -296,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("BODYBROKER_SILVER_URLS", f"http://127.0.0.1:{args.silver_port}")
     env.setdefault("BODYBROKER_BRONZE_URLS", f"http://127.0.0.1:{args.silver_port}")
     env["PYTHONUNBUFFERED"] = "1"
+    # It serves plain HTTP: a Secure cookie would never come back, and no one could sign in.
+    env.setdefault("SESSION_COOKIE_SECURE", "0")
+    var_dir = Path(env.get("BODYBROKER_VAR_DIR", ROOT / "var"))
+    var_dir.mkdir(parents=True, exist_ok=True)
+    if not env.get("SECRET_KEY") and not env.get("SECRET_KEY_FILE"):
+        # Every process, and a `manage.py` typed in another shell, reads this same file.
+        local_secret_key(var_dir / "secret_key", create=True)
 
     processes = plan(args.host, args.port, args.gold_port, args.silver_port)
     stopping = threading.Event()
@@ -307,8 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     base = f"http://{args.host}:{args.port}"
-    var_dir = Path(env.get("BODYBROKER_VAR_DIR", ROOT / "var"))
-    var_dir.mkdir(parents=True, exist_ok=True)
     status_path = var_dir / STATUS_FILE
     start(processes, env)
     write_status(status_path, processes)

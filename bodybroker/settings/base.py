@@ -23,6 +23,7 @@ from bodybroker.settings.env import (
     env_list,
     env_secret,
     env_str,
+    local_secret_key,
     sqlite_database,
 )
 
@@ -35,11 +36,16 @@ VAR_DIR = Path(env_str("BODYBROKER_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite, the filesystem broker and beat live here
 
 DEBUG = env_bool("DEBUG", default=False)
-SECRET_KEY = env_secret("SECRET_KEY")
+# SECRET_KEY, SECRET_KEY_FILE, or the key a machine's own stack keeps in VAR_DIR/secret_key:
+# `make run` (and any DEBUG process) writes one there once, so `manage.py` commands typed in a
+# plain shell beside it read the same key. A deployment with neither fails here.
+LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+SECRET_KEY = env_secret("SECRET_KEY") or local_secret_key(LOCAL_SECRET_KEY_FILE, create=DEBUG)
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off")
-    SECRET_KEY = "django-insecure-bodybroker-embedded-default-only"  # noqa: S105  (DEBUG only)
+    raise ImproperlyConfigured(
+        f"SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off and there is no "
+        f"{LOCAL_SECRET_KEY_FILE} (`make run` writes one)"
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -358,6 +364,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Lore (apps.story): retrieval index, limits, asset storage --------------------------------
 BODYBROKER_LORE_MAX_BODY_CHARS = env_int("BODYBROKER_LORE_MAX_BODY_CHARS", 100_000, minimum=100)
 BODYBROKER_LORE_INDEX = env_str("BODYBROKER_LORE_INDEX", "embedded")  # or "opensearch"
+# Load the lore embedder (and the embedded index's passages) while the web process starts,
+# before it accepts a connection, so no game socket or search ever waits for a model load.
+BODYBROKER_PRELOAD_MODELS = env_bool("BODYBROKER_PRELOAD_MODELS", default=True)
 if BODYBROKER_LORE_INDEX not in ("embedded", "opensearch"):
     raise ImproperlyConfigured("BODYBROKER_LORE_INDEX must be 'embedded' or 'opensearch'")
 # Who publishes lore: "approvals" (a lore.publish change request an approver who is not the

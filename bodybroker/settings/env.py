@@ -80,6 +80,26 @@ def env_secret(name: str) -> str:
     return ""
 
 
+def local_secret_key(path: Path, *, create: bool) -> str:
+    """The secret key kept in ``path`` for a machine's own stack (``make run``): read if the
+    file exists; with ``create``, generated and written once (mode 0600) when it does not.
+    '' when there is none and ``create`` is off."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        if not create:
+            return ""
+    import secrets
+
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(50) + "\n")
+    return path.read_text().strip()
+
+
 def database_from_url(url: str) -> dict[str, object]:
     """Django DATABASES entry for ``postgres://user:pass@host:port/name`` or ``sqlite:///path``."""
     parts = urlsplit(url)

@@ -1,5 +1,9 @@
 """``make run``'s supervisor on the real stack: every process up and healthy; a killed engine or
-worker restarted while the service keeps answering; Ctrl-C leaves no orphan."""
+worker restarted while the service keeps answering; Ctrl-C leaves no orphan.
+
+The stack is started as ``make run`` starts it: the seeds with ``DEBUG=1``, the stack itself with
+``DEBUG`` off and no ``SECRET_KEY``, and its web port given as ``PORT`` in the environment,
+which every process it starts inherits (the engines included)."""
 
 from __future__ import annotations
 
@@ -101,9 +105,9 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     var_dir = tmp_path_factory.mktemp("stack")
     marker = f"BODYBROKER_STACK_TEST_MARKER={var_dir}"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    unset = {"DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "PORT"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
-        DEBUG="1",
         DJANGO_SETTINGS_MODULE="bodybroker.settings.base",
         BODYBROKER_VAR_DIR=str(var_dir),
         BODYBROKER_STACK_TEST_MARKER=str(var_dir),
@@ -112,7 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     subprocess.run(
         [*manage, "migrate", "--noinput"],
         cwd=ROOT,
-        env=env,
+        env={**env, "DEBUG": "1"},  # as `make run` migrates and seeds
         check=True,
         capture_output=True,
         timeout=120,
@@ -120,7 +124,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     key = subprocess.run(
         [*manage, "create_api_key", "--name", "stack test", "--scopes", "infer"],
         cwd=ROOT,
-        env=env,
+        env={**env, "DEBUG": "1"},
         check=True,
         capture_output=True,
         text=True,
@@ -132,8 +136,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             sys.executable,
             "-m",
             "bodybroker.stack",
-            "--port",
-            str(port),
             "--gold-port",
             str(gold),
             "--silver-port",
@@ -142,7 +144,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "120",
         ],
         cwd=ROOT,
-        env=env,
+        env={**env, "PORT": str(port)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -236,6 +238,51 @@ def test_the_stack_comes_up_healthy_and_reports_its_processes(stack: Stack) -> N
     for name, proc in processes.items():
         assert proc["state"] == "running" and proc["restarts"] == 0, (name, proc)
     assert len(processes_with(stack.marker)) >= 5  # two engines, worker (+ its pool), beat, web
+
+
+@pytest.mark.engine
+def test_create_api_key_as_the_readme_writes_it_works_beside_the_stack(stack: Stack) -> None:
+    """A plain shell: no DEBUG, no SECRET_KEY, no settings module; only where the stack keeps
+    its state (``var/`` by default). The key it prints works on the running stack at once."""
+    shell = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "DJANGO_SETTINGS_MODULE", "PORT"}
+        and k not in {"DATABASE_URL", "REDIS_URL"}
+    }
+    shell["BODYBROKER_VAR_DIR"] = str(stack.var_dir)
+    made = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "--name", "NAME", "--scopes", "infer"],
+        cwd=ROOT,
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    request = urllib.request.Request(  # noqa: S310 — loopback
+        f"http://127.0.0.1:{stack.port}/v1/models",
+        headers={"Authorization": f"Bearer {made.stdout.strip()}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 200
+    assert (stack.var_dir / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.engine
+def test_the_stack_shows_the_products_own_pages(stack: Stack) -> None:
+    """``make run`` is a demo of the product: an unknown page is the console's 404, never
+    Django's technical page with its list of every URL pattern."""
+    url = f"http://127.0.0.1:{stack.port}/no-such-page/"
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(url, timeout=10)  # noqa: S310 — loopback
+    assert answer.value.code == 404
+    page = answer.value.read().decode()
+    assert "Nothing here" in page and "Body Broker" in page
+    assert "URLconf" not in page and "api/v1/" not in page
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/favicon.ico", timeout=10) as icon:
+        assert icon.headers["Content-Type"].startswith("image/svg+xml")  # noqa: S310
 
 
 @pytest.mark.engine
