@@ -23,7 +23,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bodybroker.settings.base")
 # Django must be set up before anything imports models (the websocket routes do).
 django_asgi_app = get_asgi_application()
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from apps.admin_ops.routing import websocket_urlpatterns as ops_websocket_urlpatterns  # noqa: E402
@@ -66,6 +68,17 @@ async def unknown_socket(
     await send({"type": "websocket.http.response.body", "body": body})
 
 
+def preload_models() -> Awaitable[None] | None:
+    """Start-up hook: load the lore embedder and passages in a worker thread (the event loop
+    stays free) before the server accepts its first connection, so no game socket, search or
+    storyteller request waits for a model (``BODYBROKER_PRELOAD_MODELS``)."""
+    if not settings.BODYBROKER_PRELOAD_MODELS:
+        return None
+    from apps.story.services import retrieval_preload
+
+    return sync_to_async(retrieval_preload, thread_sensitive=False)()
+
+
 # Outermost first: the OpenAI-compatible gateway answers /v1/ itself (its hot path skips every
 # other layer), McpRouter answers /mcp/<name>/ and the lifespan protocol (whose start-up also
 # raises the event loop thread's priority), and the rest is Django (HTTP) or Channels
@@ -89,19 +102,19 @@ application = OpenAIGateway(
                 ),
             }
         ),
-        on_startup=[raise_event_loop_priority],
+        on_startup=[raise_event_loop_priority, preload_models],
     )
 )
 
 # Everything imported so far lives as long as the process. Moving it out of the collector's
 # generations keeps full collections short, which keeps the gateway's tail latency down.
-# (What loads later for good — the lore embedder — is frozen the same way once loaded.)
+# (The lore embedder, loaded at start-up, is frozen the same way once loaded.)
 gc.freeze()
 # Game sockets allocate a few dicts per NPC per frame: with the default 700, the young
 # generation was collected ~80 times a second under `make bench-npcs`.
 gc.set_threshold(20_000, 20, 20)
-# Worker threads (database reads, lore retrieval, the lore embedder's five-to-twelve-second
-# load on the first game socket) hold the GIL for the interpreter's switch interval, 5 ms by
+# Worker threads (database reads, lore retrieval, the lore embedder's load where start-up
+# does not preload it) hold the GIL for the interpreter's switch interval, 5 ms by
 # default, each time the event loop wants it back. At 1 ms, ping round trips on a game socket
 # while the embedder loads: p90 13.7 -> 5.2 ms, p99 30.9 -> 18.1 ms (docs/npcs.md).
 GIL_SWITCH_INTERVAL_S = 0.001

@@ -248,13 +248,17 @@ class McpRouter:
     """Sends ``/mcp/<name>`` HTTP requests to the registered MCP servers, the rest to ``inner``.
 
     Also answers the ASGI ``lifespan`` protocol for the whole application: start-up runs each
-    of ``on_startup`` on the event loop's thread (once per loop), then builds every registered
-    server and runs its session manager; shutdown stops them.
+    of ``on_startup`` on the event loop's thread (once per loop; a hook that returns an
+    awaitable is awaited, so it can wait on a worker thread), then builds every registered
+    server and runs its session manager; shutdown stops them. The server accepts connections
+    only once start-up is complete.
     """
 
     prefix = "/mcp/"
 
-    def __init__(self, inner: ASGIApp, on_startup: Sequence[Callable[[], None]] = ()) -> None:
+    def __init__(
+        self, inner: ASGIApp, on_startup: Sequence[Callable[[], Awaitable[None] | None]] = ()
+    ) -> None:
         self.inner = inner
         self.on_startup = tuple(on_startup)
         self._running: dict[asyncio.AbstractEventLoop, tuple[dict[str, _Registration], Any]] = {}
@@ -280,7 +284,9 @@ class McpRouter:
         if loop in self._running:
             return
         for hook in self.on_startup:
-            hook()
+            pending = hook()
+            if pending is not None:
+                await pending
         autodiscover_modules("mcp")
         stack = AsyncExitStack()
         await stack.__aenter__()

@@ -19,6 +19,9 @@ from bodybroker.settings.base import DATABASES, VAR_DIR  # noqa: E402
 
 # Servers the tests start run in threads of the test process: none of them goes real-time.
 BODYBROKER_EVENT_LOOP_RT_PRIORITY = 0
+# The suite starts many in-process servers; each would load the lore embedder at start-up.
+# tests/bodybroker/test_startup.py turns it on where start-up itself is tested.
+BODYBROKER_PRELOAD_MODELS = False
 # Tests run their own intent updater where they need one.
 BODYBROKER_INTENT_UPDATER_IN_PROCESS = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
