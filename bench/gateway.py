@@ -7,16 +7,23 @@ fallback chain, metrics, usage/cost accounting). The upstream and the load clien
 the gateway gets core 1; direct and gateway alternate for ``--rounds`` rounds and the table
 quotes medians over rounds and the latency the gateway adds.
 
+Before those rounds, the first ``--cold-n`` requests each process serves after start (c=32, no
+warm-up) are measured on their own ("first requests after start"): the loadgen's warm-up would
+hide a start-up stall, and a player's first seconds are the ones a stall spoils. That table
+gives the slowest requests and when they started, counted from the first request.
+
 The response cache is off (``BODYBROKER_RESPONSE_CACHE_SIZE=0``): the load generator sends the
 same greedy request every time, and a cache hit would measure the cache, not the forwarding.
 The gateway runs the embedded default (SQLite, in-process counters) with DEBUG off.
 
-    python bench/gateway.py [-n 2000] [--rounds 2] [-c 1,32] [--out bench/results]
+    python bench/gateway.py [-n 2000] [--rounds 2] [-c 1,32] [--cold-n 2000] [--out bench/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -36,13 +44,15 @@ def pinned(core: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", core, *argv] if shutil.which("taskset") else argv
 
 
-def wait_http(url: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Until ``url`` answers at all: a 401 will do, so the key's first use is the measured one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (loopback)
-            with urllib.request.urlopen(request, timeout=2):  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback)
                 return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
@@ -56,12 +66,109 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (as the shared loadgen computes it)."""
+    k = (len(sorted_values) - 1) * fraction
+    low = int(k)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (k - low)
+
+
+async def _first_requests(
+    url: str, model: str, key: str, n: int, concurrency: int
+) -> list[tuple[float, float, bool]]:
+    import aiohttp
+
+    body = json.dumps(
+        {
+            "model": model,
+            "max_tokens": 8,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        }
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    left = n
+    started = time.perf_counter()
+    samples: list[tuple[float, float, bool]] = []  # (start offset s, latency s, ok)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(
+                        f"{url}/chat/completions", data=body, headers=headers
+                    ) as r:
+                        ok = r.status == 200 and b'"choices"' in await r.read()
+                except aiohttp.ClientError:
+                    ok = False
+                samples.append((t0 - started, time.perf_counter() - t0, ok))
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return samples
+
+
+def first_requests(label: str, url: str, model: str, key: str, n: int, concurrency: int) -> dict:
+    """The first ``n`` requests a freshly started server answers, ``concurrency`` at a time,
+    with no warm-up: latency percentiles, and the slowest five with when each started."""
+    # On core 0 with the upstream, as the loadgen runs, so the gateway keeps core 1 to itself.
+    affinity = os.sched_getaffinity(0)
+    if shutil.which("taskset") and 0 in affinity:
+        os.sched_setaffinity(0, {0})
+    try:
+        samples = asyncio.run(_first_requests(url, model, key, n, concurrency))
+    finally:
+        os.sched_setaffinity(0, affinity)
+    latencies = sorted(s[1] * 1000 for s in samples)
+    slowest = sorted(samples, key=lambda s: s[1], reverse=True)[:5]
+    wall = max(s[0] + s[1] for s in samples)
+    return {
+        "label": label,
+        "concurrency": concurrency,
+        "n": len(samples),
+        "errors": sum(1 for s in samples if not s[2]),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(latencies[-1], 2),
+        "over_100ms": sum(1 for value in latencies if value > 100),
+        "rps": round(len(samples) / wall, 1),
+        "slowest": [[round(s[0] * 1000), round(s[1] * 1000, 1)] for s in slowest],
+    }
+
+
+def first_requests_table(rows: list[dict]) -> str:
+    lines = [
+        "First requests after start (c={c}, no warm-up):".format(c=rows[0]["concurrency"]),
+        "",
+        "| target | n | p50 ms | p99 ms | max ms | > 100 ms | req/s | errs "
+        "| slowest (started at ms: took ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        slowest = ", ".join(f"{start}: {took}" for start, took in row["slowest"])
+        lines.append(
+            f"| {row['label']} | {row['n']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+            f"| {row['max_ms']:.1f} | {row['over_100ms']} | {row['rps']:.0f} | {row['errors']} "
+            f"| {slowest} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("-c", "--concurrency", default="1,32")
     parser.add_argument("--stream", default="both", choices=["no", "yes", "both"])
+    parser.add_argument(
+        "--cold-n", type=int, default=2000, help="first requests after start, measured apart"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     if not (HARNESS / "loadgen.py").exists():
@@ -165,13 +272,16 @@ def main() -> int:
         )
         processes.append(gateway)
         wait_http(f"{upstream}/v1/models")
-        wait_http(
-            f"http://127.0.0.1:{gateway_port}/v1/models", headers={"Authorization": f"Bearer {key}"}
-        )
+        wait_http(f"http://127.0.0.1:{gateway_port}/v1/models")
         targets = {
             "direct": (f"{upstream}/v1", "fake-model", "", str(processes[0].pid)),
             "gateway": (f"http://127.0.0.1:{gateway_port}/v1", "silver", key, str(gateway.pid)),
         }
+        cold = []
+        if args.cold_n:
+            for label, (url, model, api_key, _pid) in targets.items():
+                print(f"first {args.cold_n} requests: {label}", file=sys.stderr, flush=True)
+                cold.append(first_requests(label, url, model, api_key, args.cold_n, 32))
         with results.open("w") as sink:
             for round_ in range(1, args.rounds + 1):
                 for label, (url, model, api_key, pid) in targets.items():
@@ -220,6 +330,12 @@ def main() -> int:
         capture_output=True,
         text=True,
     ).stdout
+    if cold:
+        # Apart from the loadgen lines, which summarize.py reads.
+        with (out_dir / f"gateway-{stamp}-first.jsonl").open("w") as sink:
+            for row in cold:
+                sink.write(json.dumps({"first_requests": row}) + "\n")
+        table = first_requests_table(cold) + "\n" + table
     (out_dir / f"gateway-{stamp}.md").write_text(table)
     print(table)
     print(f"raw results: {results}")

@@ -4,10 +4,15 @@ A key's row is read once and then served from memory for ``TTL_S`` seconds, miss
 a flood of requests with a wrong key costs one query per few seconds, not one per request. The
 price: revoking a key takes up to ``TTL_S`` to reach a gateway process (the process that revokes
 it forgets its lookups at once).
+
+Requests that miss together share one lookup: a gateway's first burst after start (and each
+expiry under load) would otherwise send every waiting request to the database at once, each
+in a worker thread of its own, and the first ones also write the key's ``last_used_at``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -25,18 +30,34 @@ def _lookup(raw: str) -> ApiKey | None:
     return api_key_authenticate(raw)
 
 
-async def cached_api_key(raw: str) -> ApiKey | None:
-    """The active key for ``raw`` (or None), at most ``TTL_S`` seconds stale."""
-    digest = hashlib.sha256(raw.encode()).hexdigest()
+# The lookup in flight per (event loop, digest): its task belongs to that loop.
+_pending: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[ApiKey | None]] = {}
+
+
+async def _fill(raw: str, digest: str) -> ApiKey | None:
     now = time.monotonic()
-    hit = _cache.get(digest)
-    if hit is not None and hit[0] > now:
-        return hit[1]
     key = await sync_to_async(_lookup, thread_sensitive=False)(raw)
     if len(_cache) >= MAX_ENTRIES:
         _cache.clear()
     _cache[digest] = (now + TTL_S, key)
     return key
+
+
+async def cached_api_key(raw: str) -> ApiKey | None:
+    """The active key for ``raw`` (or None), at most ``TTL_S`` seconds stale."""
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    hit = _cache.get(digest)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    loop = asyncio.get_running_loop()
+    slot = (loop, digest)
+    task = _pending.get(slot)
+    if task is None:
+        task = loop.create_task(_fill(raw, digest))
+        _pending[slot] = task
+        task.add_done_callback(lambda _: _pending.pop(slot, None))
+    # Shielded: a caller that leaves does not cancel the lookup the others wait for.
+    return await asyncio.shield(task)
 
 
 def forget_all() -> None:
