@@ -32,7 +32,8 @@ LONG_RESPONSE_FORMAT_CPU: dict[str, Any] = {
 LONG_MESSAGES = [{"role": "user", "content": "Tell the long story of the house on the hill."}]
 SHORT_MESSAGES = [{"role": "user", "content": "Say hello."}]
 # Dropped or cancelled generations must let the next short request through within this much
-# beyond its own time.
+# beyond its own time. A generation left running delays it by the rest of a LONG_TOKENS answer,
+# many times this.
 STOP_WITHIN_S = 1.0
 
 
@@ -52,9 +53,10 @@ def assert_not_delayed(engine_url: str, model: str, alone: float) -> None:
     """A short request now takes no more than ``STOP_WITHIN_S`` beyond its own time.
 
     Its own time is the slower of ``alone`` (measured before) and a second request right after
-    this one: the CPU engines run in the idle CPU class, so other work on the machine can slow
-    them between two measurements, and only a generation still running should fail this.
+    this one, counted twice: the CPU engines run in the idle CPU class, so other work on the
+    machine slows them unevenly between measurements, and only a generation still running
+    should fail this.
     """
     behind = short_request_s(engine_url, model)
     again = short_request_s(engine_url, model)
-    assert behind < max(alone, again) + STOP_WITHIN_S, (alone, behind, again)
+    assert behind < 2 * max(alone, again) + STOP_WITHIN_S, (alone, behind, again)
