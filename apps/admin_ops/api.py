@@ -216,7 +216,10 @@ class ChangeRequestListView(APIView):
             201: ChangeRequestDetailSerializer,
             400: OpenApiResponse(description="invalid; error.fields names each field"),
             403: OpenApiResponse(description="the kind needs a scope the caller lacks"),
-            409: OpenApiResponse(description="the target's current state could not be read"),
+            409: OpenApiResponse(
+                description="the target's current state could not be read, or the request "
+                "would change nothing (the target already is as the payload proposes)"
+            ),
         },
     )
     def post(self, request: Request) -> Response:
