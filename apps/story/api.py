@@ -218,6 +218,12 @@ class StoryJobAnswerSerializer(serializers.Serializer[Any]):
     job_status = serializers.CharField(allow_null=True)
     draft = serializers.SlugField(allow_null=True, help_text="the draft entry once it landed")
     report = serializers.CharField(allow_null=True)
+    cut_off = serializers.BooleanField(
+        help_text="the model's answer stopped at the length limit, so the draft ends mid-way"
+    )
+    reused = serializers.BooleanField(
+        help_text="the same request was still running, so this is that job, not a new one"
+    )
     error = serializers.CharField(allow_null=True)
 
 
@@ -331,6 +337,8 @@ def story_job_data(story_job: StoryJob) -> dict[str, Any]:
         "job_status": story_job.job.status if story_job.job else None,
         "draft": story_job.draft.slug if story_job.draft else None,
         "report": story_job.report_text or None,
+        "cut_off": story_job.cut_off,
+        "reused": story_job.reused,
         "error": story_job.error or None,
     }
 
@@ -607,12 +615,15 @@ class StoryExpandView(LoreAPIView):
         serializer = ExpandSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, key = _caller(request)
-        story_job = services.storyteller_expand_request(
-            slug=slug,
-            instructions=serializer.validated_data.get("instructions", ""),
-            requested_by=user,
-            requested_by_key=key,
-        )
+        try:
+            story_job = services.storyteller_expand_request(
+                slug=slug,
+                instructions=serializer.validated_data.get("instructions", ""),
+                requested_by=user,
+                requested_by_key=key,
+            )
+        except services.LoreValidationError as exc:
+            raise _invalid(exc) from exc
         return Response(story_job_data(story_job), status=status.HTTP_202_ACCEPTED)
 
 
@@ -624,4 +635,34 @@ class StoryJobView(LoreAPIView):
         story_job = selectors.story_job(story_job_id=story_job_id)
         if story_job is None:
             return _not_found("no such storyteller job")
+        return Response(story_job_data(story_job))
+
+
+class StoryJobCancelView(LoreAPIView):
+    """Cancel a storyteller job that is still waiting or running: its Bronze job stops and no
+    draft is made. Whoever asked for it may, and admin keys."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: StoryJobAnswerSerializer,
+            403: error_response("someone else asked for this job"),
+            409: error_response("the job has already finished"),
+        },
+    )
+    def post(self, request: Request, story_job_id: Any) -> Response:
+        if selectors.story_job(story_job_id=story_job_id) is None:
+            return _not_found("no such storyteller job")
+        user, key = _caller(request)
+        try:
+            story_job = services.storyteller_job_cancel(
+                story_job_id=story_job_id, user=user, key=key
+            )
+        except services.LorePermissionError as exc:
+            return Response(
+                error_body(str(exc), type_="permission_denied"), status=status.HTTP_403_FORBIDDEN
+            )
+        except services.LoreValidationError as exc:
+            message = "; ".join(m for ms in exc.fields.values() for m in ms)
+            return Response(error_body(message, type_="conflict"), status=status.HTTP_409_CONFLICT)
         return Response(story_job_data(story_job))

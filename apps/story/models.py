@@ -285,7 +285,11 @@ class StoryJob(models.Model):
         LoreEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     report_text = models.TextField(blank=True)
+    cut_off = models.BooleanField(
+        default=False, help_text="the model's answer stopped at the length limit, mid-way"
+    )
     error = models.TextField(blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -298,12 +302,18 @@ class StoryJob(models.Model):
     class Meta:
         ordering = ("-created_at",)
 
+    # Set (not stored) when a request returned this job because the same one was running.
+    reused = False
+
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
 
     @property
     def state(self) -> str:
-        """queued | running | done | failed, as a writer watching it would say."""
+        """queued | running | finishing | done | failed | cancelled, as a writer watching it
+        would say."""
+        if self.cancelled_at is not None:
+            return "cancelled"
         if self.collected_at is not None:
             return "failed" if self.error else "done"
         if self.job is None:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("quests/<slug:slug>/", views.quest, name="quest"),
     path("storyteller/", views.storyteller, name="storyteller"),
     path("storyteller/<uuid:story_job_id>/", views.story_job, name="story-job"),
+    path("storyteller/<uuid:story_job_id>/cancel", views.story_job_cancel, name="story-job-cancel"),
     path("assets/", views.assets, name="lore-assets"),
     path("assets/<int:asset_id>/file", views.asset_file, name="lore-asset-file"),
     path("<slug:slug>/", views.lore_entry, name="lore-entry"),

@@ -294,6 +294,24 @@ def story_job(*, story_job_id: Any) -> StoryJob | None:
     return StoryJob.objects.select_related("job", "draft", "entry").filter(pk=story_job_id).first()
 
 
+def story_job_progress(*, story_job: StoryJob) -> dict[str, Any]:
+    """What a writer waiting on a storyteller job is shown: since when it waits or runs and,
+    while queued, how many Bronze jobs are ahead of it (and how many of those are running)."""
+    from apps.router import selectors as router_selectors
+
+    job = story_job.job
+    progress: dict[str, Any] = {
+        "since": story_job.created_at,
+        "started_at": job.started_at if job is not None else None,
+        "ahead": 0,
+        "running_ahead": 0,
+    }
+    if job is not None and job.status == "queued":
+        place = router_selectors.job_queue_place(job=job)
+        progress["ahead"], progress["running_ahead"] = place["ahead"], place["running"]
+    return progress
+
+
 def story_review_for(*, entry: LoreEntry) -> StoryJob | None:
     """The newest Bronze consistency review of the entry's newest revision."""
     return (

@@ -13,6 +13,11 @@ urlpatterns = [
         api.StoryJobView.as_view(),
         name="api-story-job",
     ),
+    path(
+        "lore/storyteller/<uuid:story_job_id>/cancel",
+        api.StoryJobCancelView.as_view(),
+        name="api-story-job-cancel",
+    ),
     path("lore/<slug:slug>", api.LoreDetailView.as_view(), name="api-lore-entry"),
     path("lore/<slug:slug>/history", api.LoreHistoryView.as_view(), name="api-lore-history"),
     path(

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -37,6 +45,7 @@ from apps.story.models import (
     LoreKind,
     LoreStatus,
     Quest,
+    StoryJob,
 )
 from inference.errors import EngineError
 
@@ -466,6 +475,7 @@ def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
             "entry": entry,
             "findings": selectors.lore_consistency_report(entry=entry),
             "review": review,
+            "progress": selectors.story_job_progress(story_job=review) if review else None,
             "direct": direct,
             "publish_requests": publish_requests,
             "waiting": [
@@ -498,6 +508,7 @@ def storyteller(request: HttpRequest) -> HttpResponse:
         except services.LoreValidationError as exc:
             errors = exc.fields
         else:
+            _say_if_reused(request, story_job)
             return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
     return render(
         request,
@@ -517,30 +528,106 @@ def lore_expand(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except services.LoreValidationError as exc:
         return HttpResponse("; ".join(m for ms in exc.fields.values() for m in ms), status=400)
+    _say_if_reused(request, story_job)
     return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
+
+
+def _say_if_reused(request: HttpRequest, story_job: StoryJob) -> None:
+    if story_job.reused:
+        messages.info(
+            request,
+            "The same request is still being worked on, so no second job was started: "
+            "this is the one already running.",
+        )
+
+
+def _story_job_page(
+    request: HttpRequest, story_job: StoryJob, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    template = "story/partials/story_job.html" if _is_htmx(request) else "story/story_job.html"
+    context = {
+        "story_job": story_job,
+        "progress": selectors.story_job_progress(story_job=story_job),
+        "cancel_error": error,
+    }
+    return render(request, template, context, status=status)
 
 
 @lore_required
 def story_job(request: HttpRequest, story_job_id: str) -> HttpResponse:
+    """A storyteller job's progress, polled in place while it waits or runs."""
     job = selectors.story_job(story_job_id=story_job_id)
     if job is None:
         raise Http404("no such storyteller job")
-    template = "story/partials/story_job.html" if _is_htmx(request) else "story/story_job.html"
-    return render(request, template, {"story_job": job})
+    return _story_job_page(request, job)
+
+
+@require_POST
+@lore_required
+def story_job_cancel(request: HttpRequest, story_job_id: str) -> HttpResponse:
+    """Cancel a waiting or running storyteller job (its Bronze job stops too)."""
+    if selectors.story_job(story_job_id=story_job_id) is None:
+        raise Http404("no such storyteller job")
+    error, status = "", 200
+    try:
+        services.storyteller_job_cancel(story_job_id=story_job_id, user=request.user)
+    except services.LorePermissionError as exc:
+        error, status = str(exc), 403
+    except services.LoreValidationError as exc:
+        error, status = "; ".join(m for ms in exc.fields.values() for m in ms), 409
+    job = selectors.story_job(story_job_id=story_job_id)
+    if job is None:
+        raise Http404("no such storyteller job")
+    return _story_job_page(request, job, error=error, status=status)
 
 
 # --- ask an NPC ----------------------------------------------------------------------------------
 
 
+ASK_MAX_TOKENS = 96
+
+# What a writer reads about where an answer came from (the router's ``Answer.source``).
+ANSWER_SOURCES = {
+    "model": "answered by the {tier} model",
+    "fallback_model": "answered by the stand-in model, because the {tier} model did not answer",
+    "cache": "the same question was answered a moment ago; this is that answer again",
+    "template": "the {tier} model did not answer, so this is a stock line, not a real answer",
+    "policy": "a stock line the game's rules give, not a model's answer",
+}
+
+
+def answer_words(answer: router_services.Answer) -> dict[str, Any]:
+    """How the answer is described to a writer: where it came from, in plain words, and
+    whether it stopped at the length limit."""
+    tier = answer.tier.capitalize()
+    return {
+        "source": ANSWER_SOURCES.get(answer.source, "answered by the {tier} tier").format(
+            tier=tier
+        ),
+        "cut_off": answer.finish_reason == "length",
+        "seconds": answer.latency_ms / 1000,
+    }
+
+
+def _ask_event(kind: str, **fields: Any) -> bytes:
+    return (json.dumps({"type": kind, **fields}) + "\n").encode()
+
+
 @login_required
-async def lore_ask(request: HttpRequest) -> HttpResponse:
-    """Preview how an NPC would answer, grounded in the lore its persona may know."""
+async def lore_ask(request: HttpRequest) -> HttpResponseBase:
+    """Preview how an NPC would answer, grounded in the lore its persona may know.
+
+    The answer streams as the model writes it (newline-delimited JSON events read by
+    ``static/story/lore.js``): first what it waits behind, then the text, then the finished
+    answer's HTML. A writer who cancels closes the connection, which stops the generation."""
     scopes = await sync_to_async(user_scopes)(request.user)
     if LORE not in scopes:
         raise PermissionDenied("the lore workspace needs the 'lore' scope")
     if request.method != "POST":
         personas = await sync_to_async(lambda: list(selectors.lore_personas()))()
-        return render(request, "story/lore_ask.html", {"personas": personas})
+        return render(
+            request, "story/lore_ask.html", {"personas": personas, "max_tokens": ASK_MAX_TOKENS}
+        )
     persona_slug = request.POST.get("persona", "")
     question = request.POST.get("question", "").strip()
     persona = await sync_to_async(selectors.lore_personas().filter(slug=persona_slug).first)()
@@ -554,27 +641,50 @@ async def lore_ask(request: HttpRequest) -> HttpResponse:
     context = await sync_to_async(selectors.lore_context)(
         query=question, persona=persona.slug, limit=4, max_spoiler=None
     )
+    from apps.router import selectors as router_selectors
     from apps.story.prompts import npc_messages
 
     request_ = router_services.InferenceRequest(
         messages=npc_messages(persona=persona, question=question, context=context),
         sla="interactive",
-        max_tokens=96,
+        max_tokens=ASK_MAX_TOKENS,
     )
-    try:
-        answer = await router_services.infer(request=request_)
-    except EngineError as exc:
-        return render(
-            request,
+    tier = request_.decide().tier
+    waiting = {
+        "tier": tier.capitalize(),
+        "answering": router_selectors.answers_in_flight(tier=tier),
+        "bronze_running": await sync_to_async(router_selectors.bronze_jobs_sharing)(tier=tier),
+    }
+
+    async def events() -> AsyncIterator[bytes]:
+        yield _ask_event("waiting", **waiting)
+        answer: router_services.Answer | None = None
+        error = ""
+        try:
+            async for event in router_services.infer_stream(request=request_):
+                if event.text:
+                    yield _ask_event("text", text=event.text)
+                if event.answer is not None:
+                    answer = event.answer
+        except EngineError as exc:
+            error = f"The {waiting['tier']} model could not answer: {exc}"
+        html = await sync_to_async(render_to_string)(
             "story/partials/ask_answer.html",
-            {"error": f"The Silver tier could not answer: {exc}", "context": context},
-            status=503,
+            {
+                "answer": answer,
+                "words": answer_words(answer) if answer is not None else None,
+                "persona": persona,
+                "context": context,
+                "error": error,
+                "max_tokens": ASK_MAX_TOKENS,
+            },
         )
-    return render(
-        request,
-        "story/partials/ask_answer.html",
-        {"answer": answer, "persona": persona, "context": context},
-    )
+        yield _ask_event("done", html=html)
+
+    response = StreamingHttpResponse(events(), content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front passes each event on at once
+    return response
 
 
 # --- quests --------------------------------------------------------------------------------------

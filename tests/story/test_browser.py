@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from apps.admin_ops.models import AuditEvent, ChangeRequest
 from apps.story import services
 from apps.story.models import LoreEntry, LoreRevision, LoreStatus, Quest
+from apps.story.views import ANSWER_SOURCES
 from tests.browser_support import ConsoleErrors
 from tests.story.conftest import write
 
@@ -378,9 +379,20 @@ def test_ask_an_npc_answers_from_the_lore_its_persona_knows(
     page.select_option("#id_persona", "mara-voss")
     page.fill("#id_question", "Where does the broker write down debts?")
     page.click("button:has-text('Ask')")
+    page.wait_for_function(  # while it waits: what for, and a clock
+        "/Silver model/.test(document.querySelector('#ask-waiting').innerText)"
+    )
+    assert page.locator("#ask-progress [data-elapsed-s]").is_visible()
+    assert page.locator("#ask-button").is_disabled()  # one question at a time
     page.locator("#npc-answer").wait_for(timeout=60_000)
     assert page.locator("#npc-answer").inner_text().startswith("Mara Voss:")
     assert "The Ledger of Debts" in page.locator("#ask-context").inner_text()
+    source = page.locator("#answer-source").inner_text()
+    plain = [words.format(tier="Silver").lower() for words in ANSWER_SOURCES.values()]
+    assert any(source.lower().startswith(words) for words in plain), source
+    for internal in ("fallback_model", "template", "policy", "tier silver"):
+        assert internal not in page.locator("#ask-answer").inner_text()
+    assert page.locator("#ask-progress").is_hidden() and page.locator("#ask-button").is_enabled()
 
     page.select_option("#id_persona", "silas")
     page.click("button:has-text('Ask')")
@@ -389,3 +401,31 @@ def test_ask_an_npc_answers_from_the_lore_its_persona_knows(
         timeout=60_000,
     )
     assert "The Ledger of Debts" not in page.locator("#ask-context").inner_text()
+
+
+@pytest.mark.engine
+def test_a_writer_cancels_a_question_and_the_model_stops_answering_it(
+    page_as: Callable[[str], Page], alice: User, engines: dict[str, str]
+) -> None:
+    write(alice, "mara-voss", kind="character", title="Mara Voss", summary="Morgue attendant.")
+    page = page_as("alice")
+    page.goto("/lore/ask")
+    page.fill("#id_question", "Tell me everything about the morgue, every drawer and every body.")
+
+    page.click("#ask-button")
+    page.wait_for_function("/model/.test(document.querySelector('#ask-waiting').innerText)")
+    page.click("#ask-cancel")
+
+    page.locator("#ask-cancelled").wait_for()
+    assert page.locator("#ask-cancelled").inner_text() == "Cancelled: the model was stopped."
+    assert page.locator("#ask-button").is_enabled() and page.locator("#ask-progress").is_hidden()
+    assert page.locator("#npc-answer").count() == 0
+    # The generation let go of its engine slot: a new question waits behind nothing.
+    time.sleep(1)
+    page.click("#ask-button")
+    page.wait_for_function(
+        "document.querySelector('#ask-waiting').innerText.startsWith('Waiting for the')"
+        " || document.querySelector('#npc-streaming, #npc-answer') !== null"
+    )
+    assert "other answer" not in page.locator("#ask-waiting").inner_text()
+    page.locator("#npc-answer").wait_for(timeout=60_000)
