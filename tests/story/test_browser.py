@@ -378,6 +378,11 @@ def test_ask_an_npc_answers_from_the_lore_its_persona_knows(
 
     page.select_option("#id_persona", "mara-voss")
     page.fill("#id_question", "Where does the broker write down debts?")
+    page.evaluate(  # notes whether words appeared before the finished answer replaced them
+        """new MutationObserver(() => {
+            if (document.querySelector('#npc-streaming')) window.__streamed = true;
+        }).observe(document.querySelector('#ask-answer'), {childList: true, subtree: true})"""
+    )
     page.click("button:has-text('Ask')")
     page.wait_for_function(  # while it waits: what for, and a clock
         "/Silver model/.test(document.querySelector('#ask-waiting').innerText)"
@@ -386,6 +391,7 @@ def test_ask_an_npc_answers_from_the_lore_its_persona_knows(
     assert page.locator("#ask-button").is_disabled()  # one question at a time
     page.locator("#npc-answer").wait_for(timeout=60_000)
     assert page.locator("#npc-answer").inner_text().startswith("Mara Voss:")
+    assert page.evaluate("window.__streamed === true")  # the answer streamed in as written
     assert "The Ledger of Debts" in page.locator("#ask-context").inner_text()
     source = page.locator("#answer-source").inner_text()
     plain = [words.format(tier="Silver").lower() for words in ANSWER_SOURCES.values()]
