@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -196,3 +197,29 @@ def test_a_waiting_job_knows_how_many_bronze_jobs_are_ahead_of_it(alice: User) -
     assert place(jobs[3]) == {"ahead": 2, "running": 1}  # the running one and the queued one
     assert place(jobs[2]) == {"ahead": 1, "running": 1}
     assert place(jobs[0]) == {"ahead": 0, "running": 0}
+
+
+def test_the_pages_say_a_job_was_cut_off_or_cancelled_and_where_a_waiting_one_stands(
+    client: Client, alice: User
+) -> None:
+    client.force_login(alice)
+    cut = services.storyteller_arc_request(
+        theme="a corpse that breathes", parts=1, requested_by=alice
+    )
+    finish(cut, text="Part one: the corpse sat up and", finish_reason="length", tokens=120)
+    running = services.storyteller_arc_request(theme="a drowned bell", parts=1, requested_by=alice)
+    Job.objects.filter(pk=running.job_id).update(status="running", started_at=timezone.now())
+    waiting = services.storyteller_arc_request(theme="a ledger", parts=1, requested_by=alice)
+
+    cut_page = client.get(f"/lore/storyteller/{cut.pk}/").content.decode()
+    assert 'id="cut-off"' in cut_page and "cut off at the length limit" in cut_page
+    assert "cut off</span>" in client.get("/lore/storyteller/").content.decode()
+    waiting_page = client.get(f"/lore/storyteller/{waiting.pk}/").content.decode()
+    assert '<span id="queue-place">1 job ahead of it (1 running)</span>' in waiting_page
+    assert 'id="cancel-job"' in waiting_page
+    cancelled = client.post(f"/lore/storyteller/{waiting.pk}/cancel", HTTP_HX_REQUEST="true")
+    assert cancelled.status_code == 200
+    assert "Cancelled by alice: nothing was drafted." in cancelled.content.decode()
+    assert 'id="cancel-job"' not in cancelled.content.decode()
+    again = client.post(f"/lore/storyteller/{cut.pk}/cancel", HTTP_HX_REQUEST="true")
+    assert again.status_code == 409 and "it has already finished (done)" in again.content.decode()
