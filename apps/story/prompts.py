@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from apps.story.models import LoreEntry, StoryJob, StoryJobKind
+from apps.story.models import LoreContent, LoreEntry, StoryJob, StoryJobKind
 
 SETTING = (
     "You write for The Body Broker, a horror game set in a decaying port city where a broker "
@@ -43,7 +44,7 @@ def expand_messages(
     ]
 
 
-def review_messages(*, entry: LoreEntry, related: list[LoreEntry]) -> list[dict[str, str]]:
+def review_messages(*, entry: LoreEntry, related: Sequence[LoreContent]) -> list[dict[str, str]]:
     lore = "\n\n".join(f"### {r.title}\n{r.body[:1500]}" for r in related) or "(none)"
     return [
         {"role": "system", "content": SETTING + " You are the lore editor checking continuity."},

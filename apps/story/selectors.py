@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from apps.story import consistency
 from apps.story.models import (
@@ -178,12 +178,18 @@ def lore_context(
     ]
 
 
-def lore_related_entries(*, entry: LoreEntry) -> list[LoreEntry]:
-    """Entries linked from or to this one."""
+def lore_related_entries(*, entry: LoreEntry) -> list[LoreRevision]:
+    """The established lore around an entry: the published revision of each entry linked from
+    or to it. Drafts (a writer's trial entry, the storyteller's own earlier drafts, which link
+    back to what they expand) and unpublished edits are not established, so never count."""
     ids = set(entry.outgoing_links.exclude(target=None).values_list("target_id", flat=True))
     ids |= set(entry.incoming_links.values_list("source_id", flat=True))
     ids.discard(entry.pk)
-    return list(LoreEntry.objects.filter(pk__in=ids).order_by("title"))
+    return list(
+        LoreRevision.objects.filter(entry_id__in=ids, entry__published_number=F("number")).order_by(
+            "title", "entry_id"
+        )
+    )
 
 
 def lore_consistency_report(*, entry: LoreEntry) -> list[consistency.Finding]:
