@@ -9,6 +9,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 
+# The retrieval question sets ``make bench-rag`` reports: ``original`` was written alongside the
+# entries; ``paraphrased`` asks the same things the way players word them, in other words.
+QUESTION_SETS = {"original": "questions.yaml", "paraphrased": "questions_paraphrased.yaml"}
+
 
 def load_entries() -> list[dict[str, Any]]:
     """Entries in seeding order (characters first: knowledge scopes name them)."""
@@ -16,6 +20,14 @@ def load_entries() -> list[dict[str, Any]]:
     return entries
 
 
-def load_questions() -> list[dict[str, Any]]:
-    questions: list[dict[str, Any]] = yaml.safe_load((HERE / "questions.yaml").read_text())
-    return questions
+def load_questions(name: str = "original") -> list[dict[str, Any]]:
+    """A question set: ``{"q": question, "expect": [slug, ...]}`` items, where any of the
+    expected entries answers the question (the files may name one slug or a list)."""
+    items: list[dict[str, Any]] = yaml.safe_load((HERE / QUESTION_SETS[name]).read_text())
+    return [
+        {
+            "q": item["q"],
+            "expect": [item["expect"]] if isinstance(item["expect"], str) else list(item["expect"]),
+        }
+        for item in items
+    ]

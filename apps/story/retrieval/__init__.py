@@ -12,11 +12,19 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.story.models import LoreEntry
-from apps.story.retrieval.base import ChunkDoc, Hit, LoreIndex, LoreQuery
+from apps.story.retrieval.base import ChunkDoc, Hit, LoreIndex, LoreQuery, words
 from apps.story.retrieval.chunking import chunk_markdown
-from apps.story.retrieval.embedder import embed_query, embed_texts
+from apps.story.retrieval.embedder import embed_query, embed_texts, embed_words
 
-__all__ = ["ChunkDoc", "Hit", "LoreIndex", "LoreQuery", "chunk_published_entry", "get_index"]
+__all__ = [
+    "ChunkDoc",
+    "Hit",
+    "LoreIndex",
+    "LoreQuery",
+    "chunk_published_entry",
+    "get_index",
+    "lore_query",
+]
 
 _lock = threading.Lock()
 _index: LoreIndex | None = None
@@ -76,16 +84,24 @@ def chunk_published_entry(entry: LoreEntry) -> list[ChunkDoc]:
     ]
 
 
+def lore_query(
+    *, text: str, persona: str | None, limit: int, max_spoiler: int | None = None
+) -> LoreQuery:
+    """A search, embedded: the question as a whole, and each of its words on its own."""
+    return LoreQuery(
+        text=text,
+        vector=embed_query(text),
+        persona=persona,
+        max_spoiler=max_spoiler,
+        limit=limit,
+        word_vectors=embed_words([word for word, _ in words(text)]),
+    )
+
+
 def search_lore(
     *, text: str, persona: str | None, limit: int, max_spoiler: int | None = None
 ) -> list[Hit]:
     """Hybrid search of published lore (embeds the query, then asks the index)."""
     return get_index().search(
-        LoreQuery(
-            text=text,
-            vector=embed_query(text),
-            persona=persona,
-            max_spoiler=max_spoiler,
-            limit=limit,
-        )
+        lore_query(text=text, persona=persona, limit=limit, max_spoiler=max_spoiler)
     )

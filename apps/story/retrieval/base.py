@@ -1,12 +1,12 @@
 """The retrieval index's interface, shared by every backend, and the pieces they share:
-passages, hits, the tokenizer and rank fusion."""
+passages, hits, the tokenizer and the fusion of the lexical and vector rankings."""
 
 from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,16 +24,50 @@ STOPWORDS = frozenset(
 TOKEN_RE = re.compile(r"[a-z0-9]+")
 
 
-def tokenize(text: str) -> list[str]:
-    """Lowercased word tokens without stopwords, plural -s folded (``ghouls`` → ``ghoul``)."""
-    tokens = []
-    for token in TOKEN_RE.findall(text.lower()):
-        if token in STOPWORDS:
+VOWELS = frozenset("aeiouy")
+
+
+def stem(token: str) -> str:
+    """A light English stemmer, the same for passages and questions: plurals, past tenses and
+    -ing forms fold onto one stem (``bodies`` → ``body``, ``drowned`` → ``drown``,
+    ``stitching`` → ``stitch``, ``burning``/``burned``/``burns`` → ``burn``) and a final silent
+    ``e`` drops (``make``/``making`` → ``mak``). It only has to agree with itself."""
+    if len(token) <= 3 or not token.isalpha():
+        return token
+    if token.endswith("ies") and len(token) > 4:
+        token = token[:-3] + "y"
+    elif token.endswith("sses"):
+        token = token[:-2]
+    elif token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        token = token[:-1]
+    for suffix in ("ied", "ing", "ed"):
+        if token.endswith(suffix) and not token.endswith("eed"):  # need, agreed
+            base = token[: -len(suffix)] + ("y" if suffix == "ied" else "")
+            if len(base) >= 3 and VOWELS & set(base):
+                if len(base) > 3 and base[-1] == base[-2] and base[-1] not in "lsz":
+                    base = base[:-1]  # digging → dig
+                token = base
+            break
+    if len(token) > 3 and token.endswith("e") and not token.endswith("ee"):
+        token = token[:-1]
+    return token
+
+
+def words(text: str) -> list[tuple[str, str]]:
+    """``(word, stem)`` pairs of the words that can say which entry a text is about."""
+    pairs = []
+    for word in TOKEN_RE.findall(text.lower()):
+        if word in STOPWORDS:
             continue
-        if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
-            token = token[:-1]
-        tokens.append(token)
-    return tokens
+        token = stem(word)
+        if token not in STOPWORDS:  # "whos", "whats": a stopword with a plural-looking s
+            pairs.append((word, token))
+    return pairs
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased, stemmed word tokens without stopwords (``Ghouls`` → ``ghoul``)."""
+    return [token for _, token in words(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +97,9 @@ class LoreQuery:
 
     ``persona`` None searches all published lore (a writer's view); a persona sees common
     knowledge plus what its knowledge scope grants. ``distinct_entries`` keeps the best passage
-    of each entry only."""
+    of each entry only. ``word_vectors`` embeds the question's own words one by one, so an index
+    can match a word no passage uses to the words the lore uses for it (``casket`` → coffin);
+    without them only the question's own words (and their misspellings) match."""
 
     text: str
     vector: Vector
@@ -71,6 +107,7 @@ class LoreQuery:
     max_spoiler: int | None = None
     limit: int = 5
     distinct_entries: bool = True
+    word_vectors: Mapping[str, Vector] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,28 +149,47 @@ class LoreIndex(abc.ABC):
 
 
 CANDIDATES = 50  # per ranking, before fusion
-RRF_K = 60
 VECTOR_WEIGHT = 1.0
-LEXICAL_WEIGHT = 1.0
+LEXICAL_WEIGHT = 0.3
+# The least fused score a passage needs to be returned at all. Nearest is not relevant: without
+# a floor every search returns `limit` passages, and for small talk ("hello", "who are you?")
+# the nearest are the emptiest entries (a writer's "test", a fuzzer's "asdf"), which then sit
+# in an NPC's or the storyteller's prompt as lore. A passage about the question scores well
+# above it (a close meaning, or the best match of the question's words plus some meaning).
+RELEVANT_SCORE = 0.3
 
 
 def fuse(
-    rankings: Iterable[tuple[Sequence[str], float]], *, k: int = RRF_K
+    rankings: Iterable[tuple[Sequence[tuple[str, float]], float]],
 ) -> list[tuple[str, float]]:
-    """Weighted reciprocal rank fusion of ranked key lists, best first.
+    """Weighted sum of the rankings' scores, best first. Each ranking brings its candidates'
+    scores on a common scale: cosine similarity as it is, BM25 divided by the query's best.
 
-    Scores from BM25 and cosine similarity live on different scales; ranks do not."""
+    Unlike fusing ranks, a passage far ahead in one ranking (the only one naming a rare word,
+    or by far the closest in meaning) keeps its lead over passages middling in both; and a
+    ranking that found nothing close (every cosine low) cannot lift its own top candidates
+    over a strong match of the other."""
     scores: dict[str, float] = {}
     for ranked, weight in rankings:
-        for rank, key in enumerate(ranked):
-            scores[key] = scores.get(key, 0.0) + weight / (k + rank + 1)
+        for key, score in ranked:
+            scores[key] = scores.get(key, 0.0) + weight * score
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+def scaled_to_best(ranked: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Lexical scores divided by the best of them (BM25 has no fixed scale)."""
+    best = max((score for _, score in ranked), default=0.0)
+    return [(key, score / best) for key, score in ranked] if best > 0 else []
+
+
 def take(hits: Iterable[Hit], *, limit: int, distinct_entries: bool) -> list[Hit]:
+    """The first ``limit`` relevant hits of a list ordered best first (each entry's best
+    passage only, if ``distinct_entries``)."""
     chosen: list[Hit] = []
     seen: set[int] = set()
     for hit in hits:
+        if hit.score < RELEVANT_SCORE:
+            break
         if distinct_entries:
             if hit.entry_id in seen:
                 continue

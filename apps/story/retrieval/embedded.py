@@ -3,6 +3,11 @@
 Each process keeps the whole index in memory — a float32 matrix for the vectors and BM25
 postings for the words — and reloads it when the database's index token changes, so a
 passage indexed by the worker is searchable in every web process on their next query.
+
+Players do not use the lore's words. A question word no passage contains is matched to the
+indexed words that stand in for it: the one a single slip of the keyboard away (``preist`` →
+priest) and the ones nearest in meaning by the embedder (``casket`` → coffin, ``mortuary`` →
+morgue), weighted by that nearness.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from apps.story.retrieval.base import (
     LoreIndex,
     LoreQuery,
     fuse,
+    scaled_to_best,
     take,
-    tokenize,
+    words,
 )
-from apps.story.retrieval.embedder import DIMENSION
+from apps.story.retrieval.embedder import DIMENSION, embed_words
 
 # One BLAS thread for the query's matrix-vector product: it takes about a millisecond at 20k
 # passages, and waking more threads on a busy machine is what makes the slow tail (p99).
@@ -40,6 +46,12 @@ _BLAS = ThreadpoolController()
 BM25_K1 = 1.2
 BM25_B = 0.75
 STATE_NAME = "embedded"
+# Stand-ins for a question word the index lacks: indexed words at least this close in meaning
+# (cosine of the two words' embeddings; unrelated words score about 0.3–0.4), the closest few.
+SIMILAR_WORD_MIN = 0.6
+SIMILAR_WORDS = 3
+# Words shorter than this have too many neighbours one edit away to guess which was meant.
+RESPELL_MIN_LENGTH = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +71,7 @@ class PassageMeta:
 
 class MemoryIndex:
     """An immutable in-memory hybrid index over passages: cosine similarity on a matrix plus
-    BM25 on postings, both filtered by a knowledge-scope/spoiler mask, fused by rank."""
+    BM25 on postings, both filtered by a knowledge-scope/spoiler mask, fused by score."""
 
     def __init__(self, passages: Sequence[PassageMeta], vectors: NDArray[np.float32]) -> None:
         if len(passages) != len(vectors):
@@ -74,21 +86,31 @@ class MemoryIndex:
             for persona in passage.knowledge_scope:
                 self._persona_rows.setdefault(persona, []).append(row)
         self._masks: dict[tuple[str | None, int | None], NDArray[np.bool_]] = {}
+        self._spelled: dict[str, str] = {}  # stem → the word it was seen as most often
         self._postings = self._build_postings(n)
+        self._lock = threading.Lock()
+        self._deletions: dict[str, list[str]] | None = None
+        self._vocabulary: tuple[list[str], NDArray[np.float32]] | None = None
 
     def _build_postings(self, n: int) -> dict[str, tuple[NDArray[np.int32], NDArray[np.float32]]]:
         term_rows: dict[str, list[int]] = {}
         term_tfs: dict[str, list[int]] = {}
+        seen_as: dict[str, dict[str, int]] = {}
         lengths = np.zeros(n, dtype=np.float32)
         for row, passage in enumerate(self.passages):
-            tokens = tokenize(f"{passage.entry_title} {passage.heading} {passage.text}")
-            lengths[row] = len(tokens)
+            pairs = words(f"{passage.entry_title} {passage.heading} {passage.text}")
+            lengths[row] = len(pairs)
             counts: dict[str, int] = {}
-            for token in tokens:
+            for word, token in pairs:
                 counts[token] = counts.get(token, 0) + 1
+                forms = seen_as.setdefault(token, {})
+                forms[word] = forms.get(word, 0) + 1
             for token, count in counts.items():
                 term_rows.setdefault(token, []).append(row)
                 term_tfs.setdefault(token, []).append(count)
+        self._spelled = {
+            token: max(forms, key=forms.__getitem__) for token, forms in seen_as.items()
+        }
         average = float(lengths.mean()) if n else 1.0
         postings = {}
         for term, rows_list in term_rows.items():
@@ -98,6 +120,80 @@ class MemoryIndex:
             norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[rows] / max(average, 1.0))
             postings[term] = (rows, (idf * tf * (BM25_K1 + 1) / (tf + norm)).astype(np.float32))
         return postings
+
+    # --- stand-ins for words the index lacks ----------------------------------------------------
+
+    def _term_weights(self, query: LoreQuery) -> dict[str, float]:
+        """The indexed terms a question matches, each with its weight: its own words at 1, a
+        respelling of an unknown word at 1, words near an unknown word in meaning at their
+        nearness."""
+        weights: dict[str, float] = {}
+        unknown: list[tuple[str, str]] = []
+        for word, token in words(query.text):
+            if token in self._postings:
+                weights[token] = 1.0
+            else:
+                unknown.append((word, token))
+        for word, token in unknown:
+            stand_ins = self._similar_words(query.word_vectors.get(word))
+            if not stand_ins:  # no indexed word means the same: perhaps a slip of the keyboard
+                respelt = self._respell(token)
+                stand_ins = [(respelt, 1.0)] if respelt is not None else []
+            for term, weight in stand_ins:
+                weights[term] = max(weights.get(term, 0.0), weight)
+        return weights
+
+    @staticmethod
+    def _deletes(token: str) -> set[str]:
+        return {token[:i] + token[i + 1 :] for i in range(len(token))}
+
+    def _respell(self, token: str) -> str | None:
+        """The indexed term one slip away from ``token`` (a letter missing, extra, wrong or two
+        swapped), the most widely used if several are; None if there is none."""
+        if len(token) < RESPELL_MIN_LENGTH or not token.isalpha():
+            return None
+        if self._deletions is None:
+            deletions: dict[str, list[str]] = {}
+            for term in self._postings:
+                if len(term) >= RESPELL_MIN_LENGTH - 1 and term.isalpha():
+                    for variant in self._deletes(term) | {term}:
+                        deletions.setdefault(variant, []).append(term)
+            self._deletions = deletions
+        candidates = {
+            term
+            for variant in self._deletes(token) | {token}
+            for term in self._deletions.get(variant, ())
+        }
+        candidates.discard(token)
+        if not candidates:
+            return None
+        return max(sorted(candidates), key=lambda term: len(self._postings[term][0]))
+
+    def _similar_words(self, vector: NDArray[np.float32] | None) -> list[tuple[str, float]]:
+        """The indexed terms whose words are nearest in meaning to a word's ``vector``."""
+        if vector is None:
+            return []
+        terms, matrix = self._word_vectors()
+        if not terms:
+            return []
+        with _BLAS.limit(limits=1, user_api="blas"):
+            similarity = matrix @ np.asarray(vector, dtype=np.float32)
+        best = np.argsort(-similarity)[:SIMILAR_WORDS]
+        return [(terms[i], float(similarity[i])) for i in best if similarity[i] >= SIMILAR_WORD_MIN]
+
+    def _word_vectors(self) -> tuple[list[str], NDArray[np.float32]]:
+        """Every indexed word embedded on its own (once per process per word: embed_words keeps
+        them), built the first time a question holds a word the index lacks."""
+        if self._vocabulary is None:
+            with self._lock:
+                if self._vocabulary is None:
+                    terms = [t for t in self._postings if t.isalpha() and len(t) >= 3]
+                    vectors = embed_words([self._spelled[t] for t in terms])
+                    matrix = np.array(
+                        [vectors[self._spelled[t]] for t in terms], dtype=np.float32
+                    ).reshape(-1, DIMENSION)
+                    self._vocabulary = (terms, matrix)
+        return self._vocabulary
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -138,19 +234,26 @@ class MemoryIndex:
         # Shift cosine similarity into (0, 2] so "> 0" in _top only drops blocked rows.
         dense += np.float32(1.0 + 1e-6)
         lexical = np.zeros(len(self.passages), dtype=np.float32)
-        for term in set(tokenize(query.text)):
-            posting = self._postings.get(term)
-            if posting is not None:
-                lexical[posting[0]] += posting[1]
+        for term, weight in self._term_weights(query).items():
+            rows, scores = self._postings[term]
+            lexical[rows] += scores if weight == 1.0 else np.float32(weight) * scores
         if blocked is not None:
             dense[blocked] = -np.inf
             lexical[blocked] = 0.0
         dense_rows = self._top(dense, CANDIDATES)
         lexical_rows = self._top(lexical, CANDIDATES)
+        # Every candidate of either ranking is scored by both: the vectors are all at hand.
+        candidates = np.union1d(dense_rows, lexical_rows)
         fused = fuse(
             [
-                ([str(r) for r in dense_rows], VECTOR_WEIGHT),
-                ([str(r) for r in lexical_rows], LEXICAL_WEIGHT),
+                (
+                    [(str(r), float(dense[r]) - 1.0) for r in candidates if dense[r] > 0],
+                    VECTOR_WEIGHT,
+                ),
+                (
+                    scaled_to_best([(str(r), float(lexical[r])) for r in lexical_rows]),
+                    LEXICAL_WEIGHT,
+                ),
             ]
         )
         hits = (self._hit(int(row), score) for row, score in fused)

@@ -69,3 +69,23 @@ def embed_query(text: str) -> Vector:
         while len(_query_cache) > QUERY_CACHE_SIZE:
             _query_cache.popitem(last=False)
     return vector
+
+
+_word_cache: dict[str, Vector] = {}
+WORD_CACHE_SIZE = 200_000
+
+
+def embed_words(words: Sequence[str]) -> dict[str, Vector]:
+    """Single words embedded one by one, by word (kept for the process: an index's vocabulary
+    changes little between reloads, and players' words recur). The vectors are read-only."""
+    found = {word: _word_cache[word] for word in words if word in _word_cache}
+    missing = [word for word in dict.fromkeys(words) if word not in found]
+    if missing:
+        vectors = embed_texts(missing, batch_size=256)
+        with _lock:
+            if len(_word_cache) + len(missing) > WORD_CACHE_SIZE:
+                _word_cache.clear()
+            for word, vector in zip(missing, vectors, strict=True):
+                vector.setflags(write=False)
+                _word_cache[word] = found[word] = vector
+    return found

@@ -5,14 +5,17 @@ only some personas may know lives in ``<prefix>-persona-<slug>`` for each of the
 search reads its own index and the shared one, so the scope filter is the index itself; a
 writer's search (no persona) reads them all and drops the duplicates.
 
-Each search is one ``_msearch`` with a k-NN query and a BM25 ``multi_match``; the two rankings
-are fused client-side with the same reciprocal rank fusion as the embedded index.
+Each search is one ``_msearch`` with a k-NN query and a BM25 ``multi_match`` (English stemming,
+misspellings matched by edit distance); the two rankings are fused client-side by score, as the
+embedded index fuses them, the vector side by the cosine similarity of the vectors it returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from apps.story.retrieval.base import (
     CANDIDATES,
@@ -23,6 +26,7 @@ from apps.story.retrieval.base import (
     LoreIndex,
     LoreQuery,
     fuse,
+    scaled_to_best,
     take,
 )
 from apps.story.retrieval.embedder import DIMENSION
@@ -68,12 +72,12 @@ class OpenSearchLoreIndex(LoreIndex):
                     "chunk_id": {"type": "keyword"},
                     "entry_id": {"type": "integer"},
                     "entry_slug": {"type": "keyword"},
-                    "entry_title": {"type": "text"},
+                    "entry_title": {"type": "text", "analyzer": "english"},
                     "kind": {"type": "keyword"},
                     "revision_number": {"type": "integer"},
                     "ordinal": {"type": "integer"},
-                    "heading": {"type": "text"},
-                    "text": {"type": "text"},
+                    "heading": {"type": "text", "analyzer": "english"},
+                    "text": {"type": "text", "analyzer": "english"},
                     "knowledge_scope": {"type": "keyword"},
                     "spoiler_level": {"type": "byte"},
                     "vector": {
@@ -126,11 +130,7 @@ class OpenSearchLoreIndex(LoreIndex):
         filters = self._filters(query)
         if filters:
             knn["filter"] = {"bool": {"filter": filters}}
-        return {
-            "size": CANDIDATES,
-            "_source": {"excludes": ["vector"]},
-            "query": {"knn": {"vector": knn}},
-        }
+        return {"size": CANDIDATES, "query": {"knn": {"vector": knn}}}
 
     def lexical_body(self, query: LoreQuery) -> dict[str, Any]:
         return {
@@ -142,6 +142,8 @@ class OpenSearchLoreIndex(LoreIndex):
                         "multi_match": {
                             "query": query.text,
                             "fields": ["entry_title^2", "heading", "text"],
+                            "fuzziness": "AUTO",
+                            "prefix_length": 1,
                         }
                     },
                     "filter": self._filters(query),
@@ -154,23 +156,36 @@ class OpenSearchLoreIndex(LoreIndex):
         return [header, self.knn_body(query), dict(header), self.lexical_body(query)]
 
     def hits_from_msearch(self, response: dict[str, Any], query: LoreQuery) -> list[Hit]:
-        rankings: list[tuple[list[str], float]] = []
-        sources: dict[str, dict[str, Any]] = {}
-        for answer, weight in zip(
-            response.get("responses", []), (VECTOR_WEIGHT, LEXICAL_WEIGHT), strict=False
-        ):
+        answers = response.get("responses", [])
+        for answer in answers:
             if "error" in answer:
                 raise RuntimeError(f"OpenSearch search failed: {answer['error']}")
-            ranked: list[str] = []
-            for hit in answer.get("hits", {}).get("hits", []):
-                source = hit["_source"]
-                chunk_id = source["chunk_id"]
-                if chunk_id not in sources:  # a persona-scoped passage sits in several indices
-                    sources[chunk_id] = source
-                    ranked.append(chunk_id)
-                elif chunk_id not in ranked:
-                    ranked.append(chunk_id)
-            rankings.append((ranked, weight))
+        knn, lexical = ([a.get("hits", {}).get("hits", []) for a in answers] + [[], []])[:2]
+        sources: dict[str, dict[str, Any]] = {}
+        similar: dict[str, float] = {}
+        wanted = np.asarray(query.vector, dtype=np.float32)
+        for hit in knn:  # a persona-scoped passage sits in several indices: the first counts
+            source = hit["_source"]
+            chunk_id = source["chunk_id"]
+            if chunk_id not in sources:
+                sources[chunk_id] = source
+                vector = np.asarray(source.get("vector", ()), dtype=np.float32)
+                similar[chunk_id] = float(vector @ wanted) if len(vector) == len(wanted) else 0.0
+        words: dict[str, float] = {}
+        for hit in lexical:
+            source = hit["_source"]
+            sources.setdefault(source["chunk_id"], source)
+            words.setdefault(source["chunk_id"], float(hit.get("_score") or 0.0))
+        # A passage only the words found is not among the nearest vectors: its cosine is at
+        # most the farthest of those.
+        floor = min(similar.values(), default=0.0)
+        dense = [(key, similar.get(key, floor)) for key in sources]
+        fused = fuse(
+            [
+                (dense, VECTOR_WEIGHT),
+                (scaled_to_best(list(words.items())), LEXICAL_WEIGHT),
+            ]
+        )
         hits = (
             Hit(
                 entry_id=int(sources[key]["entry_id"]),
@@ -182,7 +197,7 @@ class OpenSearchLoreIndex(LoreIndex):
                 ordinal=int(sources[key]["ordinal"]),
                 score=round(score, 6),
             )
-            for key, score in fuse(rankings)
+            for key, score in fused
         )
         return take(hits, limit=query.limit, distinct_entries=query.distinct_entries)
 
