@@ -183,7 +183,7 @@ class MemoryIndex:
 
     def _word_vectors(self) -> tuple[list[str], NDArray[np.float32]]:
         """Every indexed word embedded on its own (once per process per word: embed_words keeps
-        them), built the first time a question holds a word the index lacks."""
+        them), built with the load (or the first time a question holds a word the index lacks)."""
         if self._vocabulary is None:
             with self._lock:
                 if self._vocabulary is None:
@@ -333,7 +333,11 @@ class EmbeddedLoreIndex(LoreIndex):
             return self._memory
         with self._lock:
             if generation != self._generation:
-                self._memory = self._load()
+                memory = self._load()
+                # Its words embedded now, with the load, not in the middle of a search (after
+                # the first load only words new to this process are embedded).
+                memory._word_vectors()
+                self._memory = memory
                 self._generation = generation
             return self._memory
 
