@@ -292,17 +292,20 @@ def test_small_talk_finds_no_lore_so_test_entries_stay_out_of_prompts(
 def test_a_word_no_passage_uses_finds_the_lore_by_its_meaning_or_spelling(
     alice: User, erin: User
 ) -> None:
-    write(alice, "nails", kind="item", title="Cold Iron Nails", body="Nails for a coffin lid.")
-    write(alice, "morgue", kind="location", title="The Morgue", body="Slate tables, cold lamps.")
-    for slug in ("nails", "morgue"):
+    write(
+        alice, "watch", kind="faction", title="The Night Watch", body="The constables of the quay."
+    )
+    write(alice, "lamp", kind="item", title="The Weeping Lantern", body="It drips seawater.")
+    for slug in ("watch", "lamp"):
         publish(slug, erin)
     index = EmbeddedLoreIndex()
 
-    casket = lore_query(text="casket", persona=None, limit=2)
-    assert index.memory()._term_weights(casket).keys() >= {"coffin"}  # by meaning
-    assert [h.entry_slug for h in index.search(casket)][0] == "nails"
-    typo = lore_query(text="the morgeu", persona=None, limit=2)
-    assert index.memory()._term_weights(typo).keys() >= {stem("morgue")}  # by spelling
+    meaning = lore_query(text="a policeman", persona=None, limit=2)
+    assert stem("constables") in index.memory()._term_weights(meaning)
+    assert [h.entry_slug for h in index.search(meaning)][0] == "watch"
+    typo = lore_query(text="the lanturn", persona=None, limit=2)
+    assert stem("lantern") in index.memory()._term_weights(typo)
+    assert [h.entry_slug for h in index.search(typo)][0] == "lamp"
 
 
 def test_the_storyteller_reviews_against_published_lore_only(alice: User, erin: User) -> None:

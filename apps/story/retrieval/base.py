@@ -98,7 +98,7 @@ class LoreQuery:
     ``persona`` None searches all published lore (a writer's view); a persona sees common
     knowledge plus what its knowledge scope grants. ``distinct_entries`` keeps the best passage
     of each entry only. ``word_vectors`` embeds the question's own words one by one, so an index
-    can match a word no passage uses to the words the lore uses for it (``casket`` → coffin);
+    can match a word no passage uses to the words the lore uses for it (``policeman`` → constable);
     without them only the question's own words (and their misspellings) match."""
 
     text: str

@@ -5,9 +5,9 @@ postings for the words — and reloads it when the database's index token change
 passage indexed by the worker is searchable in every web process on their next query.
 
 Players do not use the lore's words. A question word no passage contains is matched to the
-indexed words that stand in for it: the one a single slip of the keyboard away (``preist`` →
-priest) and the ones nearest in meaning by the embedder (``casket`` → coffin, ``mortuary`` →
-morgue), weighted by that nearness.
+indexed words that stand in for it: the ones nearest in meaning by the embedder
+(``policeman`` → police, constable), weighted by that nearness, or failing those the one a
+single slip of the keyboard away (``lanturn`` → lantern).
 """
 
 from __future__ import annotations
