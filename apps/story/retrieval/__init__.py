@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.story.models import LoreEntry
 from apps.story.retrieval.base import ChunkDoc, Hit, LoreIndex, LoreQuery, words
 from apps.story.retrieval.chunking import chunk_markdown
-from apps.story.retrieval.embedder import embed_query, embed_texts, embed_words
+from apps.story.retrieval.embedder import embed_texts, embed_words
 
 __all__ = [
     "ChunkDoc",
@@ -87,14 +87,17 @@ def chunk_published_entry(entry: LoreEntry) -> list[ChunkDoc]:
 def lore_query(
     *, text: str, persona: str | None, limit: int, max_spoiler: int | None = None
 ) -> LoreQuery:
-    """A search, embedded: the question as a whole, and each of its words on its own."""
+    """A search, embedded: the question as a whole, and each of its words on its own (in one
+    pass of the model)."""
+    question_words = [word for word, _ in words(text)]
+    vectors = embed_words(question_words, with_text=text)
     return LoreQuery(
         text=text,
-        vector=embed_query(text),
+        vector=vectors[text],
         persona=persona,
         max_spoiler=max_spoiler,
         limit=limit,
-        word_vectors=embed_words([word for word, _ in words(text)]),
+        word_vectors={word: vectors[word] for word in question_words},
     )
 
 

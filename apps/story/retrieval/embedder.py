@@ -75,17 +75,34 @@ _word_cache: dict[str, Vector] = {}
 WORD_CACHE_SIZE = 200_000
 
 
-def embed_words(words: Sequence[str]) -> dict[str, Vector]:
+def embed_words(words: Sequence[str], *, with_text: str | None = None) -> dict[str, Vector]:
     """Single words embedded one by one, by word (kept for the process: an index's vocabulary
-    changes little between reloads, and players' words recur). The vectors are read-only."""
+    changes little between reloads, and players' words recur). The vectors are read-only.
+
+    ``with_text`` (a question) is embedded in the same pass as the words and comes back under
+    its own key: one pass of the model costs less than two."""
     found = {word: _word_cache[word] for word in words if word in _word_cache}
     missing = [word for word in dict.fromkeys(words) if word not in found]
-    if missing:
-        vectors = embed_texts(missing, batch_size=256)
+    texts = missing
+    if with_text is not None:
+        with _lock:
+            cached = _query_cache.get(with_text)
+        if cached is not None:
+            found[with_text] = cached
+        else:
+            texts = [*missing, with_text]
+    if texts:
+        vectors = embed_texts(texts, batch_size=256)
         with _lock:
             if len(_word_cache) + len(missing) > WORD_CACHE_SIZE:
                 _word_cache.clear()
-            for word, vector in zip(missing, vectors, strict=True):
+            for text, vector in zip(texts, vectors, strict=True):
                 vector.setflags(write=False)
-                _word_cache[word] = found[word] = vector
+                found[text] = vector
+                if text in missing:
+                    _word_cache[text] = vector
+                else:
+                    _query_cache[text] = vector
+                    while len(_query_cache) > QUERY_CACHE_SIZE:
+                        _query_cache.popitem(last=False)
     return found
