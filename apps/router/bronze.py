@@ -15,8 +15,10 @@ exponential backoff and jitter before moving to the next.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -33,14 +35,44 @@ class BronzeResult:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str = ""
 
 
 class BronzeBackend(Protocol):
     label: str
 
-    def complete(self, *, job_id: str, attempt: int, request: dict[str, Any]) -> BronzeResult:
-        """Run one attempt; raises ``EngineError`` (``retryable`` or not) when it fails."""
+    def complete(
+        self,
+        *,
+        job_id: str,
+        attempt: int,
+        request: dict[str, Any],
+        stop_when: StopCheck | None = None,
+    ) -> BronzeResult:
+        """Run one attempt; raises ``EngineError`` (``retryable`` or not) when it fails, and
+        ``JobCancelled`` once ``stop_when()`` (asked about once a second) says to stop."""
         ...
+
+
+StopCheck = Callable[[], bool]
+CANCEL_CHECK_S = 1.0
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while this attempt ran: its model call was stopped."""
+
+
+async def _unless_stopped(call: asyncio.Future[Any], stop_when: StopCheck) -> None:
+    """Wait for ``call``; if ``stop_when()`` (run on a helper thread: it may read the database)
+    says so first, cancel it, which closes the engine's connection so the engine stops
+    generating, and raise ``JobCancelled``."""
+    while not call.done():
+        await asyncio.wait({call}, timeout=CANCEL_CHECK_S)
+        if not call.done() and await asyncio.to_thread(stop_when):
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            raise JobCancelled
 
 
 class EngineBackend:
@@ -48,30 +80,47 @@ class EngineBackend:
         self.url, self.model, self.engine = url, model, engine
         self.label = f"engine:{url}"
 
-    def complete(self, *, job_id: str, attempt: int, request: dict[str, Any]) -> BronzeResult:
+    def complete(
+        self,
+        *,
+        job_id: str,
+        attempt: int,
+        request: dict[str, Any],
+        stop_when: StopCheck | None = None,
+    ) -> BronzeResult:
         # The attempt runs on an event loop in this very thread (not on async_to_sync's helper
         # thread, which would go on alone): when the worker interrupts it, as a soft time limit
         # does by raising here, leaving the loop cancels the engine call, which closes its
         # connection, and the engine stops generating. A worker that dies outright closes the
-        # connection with it.
-        return asyncio.run(self._complete(request))
+        # connection with it. A cancelled job stops the call the same way (``stop_when``).
+        return asyncio.run(self._complete(request, stop_when))
 
-    async def _complete(self, request: dict[str, Any]) -> BronzeResult:
+    async def _complete(
+        self, request: dict[str, Any], stop_when: StopCheck | None = None
+    ) -> BronzeResult:
         # Each job runs on a fresh event loop in the worker, so it owns its client.
         seed = request.get("seed")
         async with EngineClient(
             self.url, self.model, engine_timeouts(), engine=self.engine
         ) as client:
-            completion = await client.chat(
-                request["messages"],
-                max_tokens=request["max_tokens"],
-                temperature=request.get("temperature"),
-                stop=request.get("stop"),
-                response_format=request.get("response_format"),
-                extra=None if seed is None else {"seed": seed},
+            call = asyncio.ensure_future(
+                client.chat(
+                    request["messages"],
+                    max_tokens=request["max_tokens"],
+                    temperature=request.get("temperature"),
+                    stop=request.get("stop"),
+                    response_format=request.get("response_format"),
+                    extra=None if seed is None else {"seed": seed},
+                )
             )
+            if stop_when is not None:
+                await _unless_stopped(call, stop_when)
+            completion = await call
         return BronzeResult(
-            completion.text, completion.prompt_tokens or 0, completion.completion_tokens or 0
+            completion.text,
+            completion.prompt_tokens or 0,
+            completion.completion_tokens or 0,
+            completion.finish_reason or "",
         )
 
 
@@ -95,7 +144,14 @@ class SageMakerBackend:
             boto3.client("sagemaker-runtime", region_name=self.region),
         )
 
-    def complete(self, *, job_id: str, attempt: int, request: dict[str, Any]) -> BronzeResult:
+    def complete(
+        self,
+        *,
+        job_id: str,
+        attempt: int,
+        request: dict[str, Any],
+        stop_when: StopCheck | None = None,
+    ) -> BronzeResult:
         from botocore.exceptions import BotoCoreError, ClientError
 
         s3, runtime = self._clients()
@@ -118,9 +174,13 @@ class SageMakerBackend:
             )
         except (BotoCoreError, ClientError) as exc:
             raise EngineUnavailable(f"SageMaker {self.endpoint}: {exc}") from exc
-        return self._await_answer(s3, queued["OutputLocation"], queued.get("FailureLocation"))
+        return self._await_answer(
+            s3, queued["OutputLocation"], queued.get("FailureLocation"), stop_when
+        )
 
-    def _await_answer(self, s3: Any, output: str, failure: str | None) -> BronzeResult:
+    def _await_answer(
+        self, s3: Any, output: str, failure: str | None, stop_when: StopCheck | None = None
+    ) -> BronzeResult:
         from botocore.exceptions import ClientError
 
         deadline = time.monotonic() + self.poll_timeout_s
@@ -140,6 +200,8 @@ class SageMakerBackend:
                 if failed:
                     raise EngineError(f"SageMaker {self.endpoint} failed: {raw[:500]}")
                 return _parse_openai(raw, self.endpoint)
+            if stop_when is not None and stop_when():
+                raise JobCancelled  # the endpoint finishes on its own; nobody reads its answer
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
         raise EngineTimeout(
@@ -151,12 +213,14 @@ class SageMakerBackend:
 def _parse_openai(raw: str, endpoint: str) -> BronzeResult:
     try:
         body = json.loads(raw)
-        message = body["choices"][0]["message"]
+        choice = body["choices"][0]
+        message = choice["message"]
         usage = body.get("usage") or {}
         return BronzeResult(
             str(message.get("content") or ""),
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("completion_tokens", 0)),
+            str(choice.get("finish_reason") or ""),
         )
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         error = EngineError(

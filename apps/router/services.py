@@ -7,6 +7,7 @@ other apps, which talk to the router through this module.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,15 +15,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.router import chains, costs
+from apps.router import chains, costs, engines
+from apps.router.chains import StreamEvent
 from apps.router.contracts import Answer, InferenceRequest
 from apps.router.models import FINISHED_STATUSES, Job, JobAttempt, JobStatus
-from apps.router.policy import RouteDecision, Tier
+from apps.router.policy import RouteDecision, Tier, context_window
 from apps.security.models import ApiKey
 from bodybroker.broadcast import broadcast
 
 logger = logging.getLogger(__name__)
-__all__ = ["Answer", "InferenceRequest", "infer", "job_submit"]
+__all__ = ["Answer", "InferenceRequest", "JobRefused", "check_job_fits", "infer", "job_submit"]
 
 
 def count_cancelled(tier: Tier, reason: str) -> None:
@@ -40,6 +42,34 @@ async def infer(*, request: InferenceRequest, decision: RouteDecision | None = N
     return await chains.answer(request, decision)
 
 
+class JobRefused(ValueError):
+    """A job that cannot succeed as asked, refused before it is stored; ``field`` names the
+    request field to change (each door answers it as a 400 in its own error shape)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+def check_job_fits(*, request: InferenceRequest, tier: Tier = "bronze") -> None:
+    """Refuse a job whose prompt and ``max_tokens`` cannot fit the tier's context window.
+
+    Tokens are counted as the routing policy's context guard counts them
+    (``InferenceRequest.context_tokens``); the window is the tier's engine's served context
+    where ``inference/profiles.toml`` knows it, else the policy's. Raises ``JobRefused``.
+    """
+    window = context_window(tier, engines.served_context(tier))
+    prompt_tokens = request.context_tokens
+    if prompt_tokens + request.max_tokens > window:
+        raise JobRefused(
+            f"the prompt is about {prompt_tokens:,} tokens and max_tokens is "
+            f"{request.max_tokens:,}: together more than the {window:,}-token context window "
+            f"of {tier.capitalize()}; shorten the prompt or ask for fewer tokens",
+            # When the prompt alone fits, fewer tokens asked is the fix.
+            field="max_tokens" if prompt_tokens < window else "prompt",
+        )
+
+
 def job_submit(
     *,
     request: InferenceRequest,
@@ -50,11 +80,14 @@ def job_submit(
     """Store a queued Bronze job and enqueue its task once the row is committed.
 
     The task is sent on ``transaction.on_commit`` so a worker never sees an id that is not yet
-    in the database (or that a rolled-back transaction never created).
+    in the database (or that a rolled-back transaction never created). A job that cannot fit
+    Bronze's context window is refused first (``check_job_fits`` raises ``JobRefused``), so it
+    never fails later with the engine's own error.
     """
     from apps.admin_ops.services import audit_job_submit
     from apps.router.tasks import run_bronze_job
 
+    check_job_fits(request=request)
     user = submitted_by_user if getattr(submitted_by_user, "pk", None) else None
     with transaction.atomic():
         job = Job.objects.create(
@@ -84,6 +117,8 @@ def job_event(job: Job) -> dict[str, Any]:
         "status": job.status,
         "attempts": job.attempts,
         "result_text": job.result_text,
+        "finish_reason": job.finish_reason or None,
+        "truncated": job.truncated,
         "error": job.error,
         "usage": {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens},
         "cost_usd": job.cost_usd,
@@ -182,11 +217,15 @@ def job_succeed(
     prompt_tokens: int,
     completion_tokens: int,
     latency_ms: float,
+    finish_reason: str = "",
 ) -> bool:
     """Record the result and its cost; False (nothing written) if another delivery won.
 
+    ``finish_reason`` is the engine's: ``length`` means the answer was cut off at
+    ``max_tokens``, which the jobs pages and ``job.update`` events say.
+
     Emits ``job.update`` to the job's websocket group on commit and counts the usage against
-    the submitting key's day.
+    the submitting key's day, and the answer in the day's Bronze answers.
     """
     now = timezone.now()
     updated = (
@@ -195,6 +234,7 @@ def job_succeed(
         .update(
             status=JobStatus.SUCCEEDED,
             result_text=text,
+            finish_reason=finish_reason[:20],
             error="",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -213,6 +253,7 @@ def job_succeed(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
+        costs.answer_add(tier="bronze", source="model", seconds=latency_ms / 1000)
         transaction.on_commit(costs.usage_flush)
         _announce(job.pk)
     return bool(updated)
@@ -241,3 +282,34 @@ def jobs_fail_stale(*, older_than_s: float) -> int:
         error="expired: no worker finished it in time",
         finished_at=timezone.now(),
     )
+
+
+CANCELLED = "cancelled by"
+"""How a cancelled job's error begins: ``cancelled by <who>``."""
+ATTEMPT_CANCELLED = "stopped: the job was cancelled"
+
+
+def job_cancel(*, job_id: Any, by: str) -> bool:
+    """Cancel a job nobody wants any more: it ends at once as failed with the error
+    ``cancelled by <who>`` (a queued one never starts), and a running attempt sees that within
+    a second, stops its model call, which stops the engine generating, and closes as
+    ``ATTEMPT_CANCELLED``. Announced to subscribers; False if the job had already finished."""
+    updated = (
+        Job.objects.filter(pk=job_id)
+        .exclude(status__in=FINISHED_STATUSES)
+        .update(
+            status=JobStatus.FAILED, error=f"{CANCELLED} {by}"[:2000], finished_at=timezone.now()
+        )
+    )
+    if updated:
+        _announce(job_id)
+    return bool(updated)
+
+
+def infer_stream(
+    *, request: InferenceRequest, decision: RouteDecision | None = None
+) -> AsyncIterator[StreamEvent]:
+    """:func:`infer` as it is written: text events as the model produces them, the last event
+    carrying the finished ``Answer``. Closing the stream early (a caller who left) stops the
+    engine generating."""
+    return chains.stream(request, decision)

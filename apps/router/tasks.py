@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
+from django import db
 from django.conf import settings
 
-from apps.router import services
-from apps.router.bronze import backends
+from apps.router import selectors, services
+from apps.router.bronze import JobCancelled, backends
 from inference.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,18 @@ def backoff_delay(tries: int) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(60 s, base·2^tries)]."""
     ceiling = min(60.0, settings.BODYBROKER_BRONZE_BACKOFF_BASE_S * 2**tries)
     return random.uniform(0, ceiling)  # noqa: S311 — jitter, not cryptography
+
+
+def _cancelled(job_id: str) -> Callable[[], bool]:
+    """Whether the job was cancelled, asked by a running attempt from a helper thread."""
+
+    def check() -> bool:
+        try:
+            return selectors.job_cancelled(job_id=job_id)
+        finally:
+            db.connection.close()  # the helper thread's own connection, not the task's
+
+    return check
 
 
 @shared_task(
@@ -59,7 +73,19 @@ def run_bronze_job(self: Any, job_id: str) -> None:
     failed = services.job_failures_by_backend(job_id=job_id)
     started = time.perf_counter()
     try:
-        result = backend.complete(job_id=str(job.pk), attempt=attempt.number, request=job.request)
+        result = backend.complete(
+            job_id=str(job.pk),
+            attempt=attempt.number,
+            request=job.request,
+            stop_when=_cancelled(job_id),
+        )
+    except JobCancelled:
+        services.job_attempt_fail(
+            attempt=attempt,
+            error=services.ATTEMPT_CANCELLED,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        return
     except EngineError as exc:
         error = f"{type(exc).__name__}: {exc}"
         services.job_attempt_fail(
@@ -84,6 +110,7 @@ def run_bronze_job(self: Any, job_id: str) -> None:
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         latency_ms=(time.perf_counter() - started) * 1000,
+        finish_reason=result.finish_reason,
     )
 
 
