@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import ValidationError
@@ -42,23 +44,28 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 async def dashboards(request: HttpRequest) -> HttpResponse:
-    results = await run_checks()
-    context = {
-        "checks": {name: r for name, r in results.items()},
-        "healthy": all(r.ok for r in results.values()),
-        "processes": supervised_processes(),
-    }
-    # Templates read request.user lazily (a query), so they render in a thread.
+    """The operators' overview. The dependency checks probe every engine and may wait seconds
+    on a slow one, so the page never runs them: it renders from the database at once, and its
+    health table (``?partial=health``) loads right after and refreshes every few seconds."""
     if request.GET.get("partial") == "health":
+        results = await run_checks()
+        context: dict[str, Any] = {
+            "checks": results,
+            "down": [name for name, r in results.items() if r.state == "down"],
+            "busy": [name for name, r in results.items() if r.state == "busy"],
+            "processes": supervised_processes(),
+        }
+        # Templates read request.user lazily (a query), so they render in a thread.
         return await sync_to_async(render)(request, "partials/health_table.html", context)
-    context["stats"] = await sync_to_async(job_stats)()
-    context["usage"] = await sync_to_async(router_selectors.usage_today)()
-    context["tiers"] = router_selectors.tier_snapshot()
-    context["prediction_hit_rate"] = prediction.hit_rate()
+    context = {
+        "stats": await sync_to_async(job_stats)(),
+        "tiers": await sync_to_async(router_selectors.tiers_today)(),
+        "prediction_hit_rate": prediction.hit_rate(),
+    }
     return await sync_to_async(render)(request, "pages/dashboards.html", context)
 
 
-AUDIT_PAGE_ROWS = 500
+AUDIT_PAGE_ROWS = 50
 
 
 def _visible(request: HttpRequest) -> Any:
@@ -73,8 +80,14 @@ def _visible(request: HttpRequest) -> Any:
 def approvals(request: HttpRequest) -> HttpResponse:
     """The queue: counts by kind, open requests oldest first, live over /ws/approvals/."""
     is_admin = ADMIN in user_scopes(request.user)
+    queue = list(_visible(request))
     context = {
-        "queue": list(_visible(request)),
+        "queue": queue,
+        "worker_seen": (
+            _worker_seen()
+            if any(cr.status == ChangeRequestStatus.APPROVED for cr in queue)
+            else True
+        ),
         "counts": selectors.approval_counts_by_kind() if is_admin else [],
         "recent": list(
             selectors.change_requests()
@@ -90,12 +103,45 @@ def approvals(request: HttpRequest) -> HttpResponse:
     return render(request, "admin_ops/approvals.html", context)
 
 
+def _worker_seen() -> bool:
+    """Whether a Celery worker reported in recently (approved requests wait for one)."""
+    window = settings.BODYBROKER_WORKER_HEARTBEAT_S * 3
+    return selectors.workers_alive(within_s=window).exists()
+
+
+def _plain(value: Any) -> str:
+    """A result value in words: lists of names joined, nested data as indented JSON."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2, sort_keys=True, default=str)
+    return str(value)
+
+
+def result_rows(result: Any) -> list[tuple[str, str]]:
+    """What an executor reported, as rows of a table (its keys in plain words)."""
+    if result is None:
+        return []
+    if not isinstance(result, dict):
+        return [("result", _plain(result))]
+    return [(str(key).replace("_", " "), _plain(value)) for key, value in result.items()]
+
+
 def _detail_context(request: HttpRequest, change_request: ChangeRequest) -> dict[str, Any]:
     scopes = user_scopes(request.user)
     blockers = services.approval_blockers(change_request, request.user, scopes)
     decisions = list(change_request.decisions.all())
     return {
         "cr": change_request,
+        "result_rows": result_rows(change_request.result),
+        "changes_nothing": services.changes_nothing(change_request),
+        "worker_seen": (
+            _worker_seen() if change_request.status == ChangeRequestStatus.APPROVED else True
+        ),
         "blockers": blockers,
         "can_decide": ADMIN in scopes,
         "is_author": services.is_author(change_request, request.user),
@@ -139,7 +185,12 @@ def approval_decide(request: HttpRequest, change_request_id: Any) -> HttpRespons
                 scopes=scopes,
                 comment=comment,
             )
-            messages.success(request, f"Approved. It is now {change_request.status}.")
+            messages.success(
+                request,
+                "Approved: it is queued for a worker, which runs it."
+                if change_request.status == ChangeRequestStatus.APPROVED
+                else f"Approved. It is still {change_request.status}: more approvals are needed.",
+            )
         elif action == "reject":
             services.change_request_reject(
                 change_request_id=change_request_id,
@@ -175,7 +226,8 @@ def approval_decide(request: HttpRequest, change_request_id: Any) -> HttpRespons
 
 @login_required
 def audit(request: HttpRequest) -> HttpResponseBase:
-    """The audit log in the browser: filter, read, export the same selection as CSV."""
+    """The audit log in the browser: filter, read page by page, export the same selection as
+    CSV. Empty filter fields are no filter; a bad one is shown on the page with a 400."""
     if ADMIN not in user_scopes(request.user):
         return render(
             request,
@@ -183,10 +235,20 @@ def audit(request: HttpRequest) -> HttpResponseBase:
             {"heading": "Audit log", "summary": "The audit log is for admins."},
             status=403,
         )
+    # What the form filled in, without the page number and the empty fields: the same query
+    # serves the page links and the export, so both show exactly this selection.
+    query = QueryDict(mutable=True)
+    for name in selectors.AUDIT_FILTERS:
+        value = request.GET.get(name, "").strip()
+        if value:
+            query[name] = value
     error = ""
     filters: dict[str, Any] = {}
     try:
-        filters = parse_audit_filters(request.GET)
+        given = query.dict()
+        if request.GET.get("export"):
+            given["export"] = request.GET["export"]
+        filters = parse_audit_filters(given)
     except ValidationError as exc:
         detail = exc.detail if isinstance(exc.detail, dict) else {"query": exc.detail}
         error = "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in detail.items())
@@ -195,17 +257,20 @@ def audit(request: HttpRequest) -> HttpResponseBase:
     events = selectors.audit_events(**filters) if not error else selectors.audit_events().none()
     if fmt == "csv":
         return audit_csv_response(events)
-    query = request.GET.copy()
-    query["export"] = "csv"
-    query.pop("limit", None)
+    page = Paginator(events, AUDIT_PAGE_ROWS).get_page(request.GET.get("page"))
+    csv_query = query.copy()
+    csv_query["export"] = "csv"
     return render(
         request,
         "admin_ops/audit.html",
         {
-            "events": events[:AUDIT_PAGE_ROWS],
-            "filters": request.GET,
+            "page": page,
+            "events": page.object_list,
+            "filters": query,
+            "filtered": bool(query),
             "error": error,
-            "csv_query": query.urlencode(),
+            "filter_query": query.urlencode(),
+            "csv_query": csv_query.urlencode(),
         },
         status=400 if error else 200,
     )

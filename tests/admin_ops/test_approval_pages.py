@@ -113,7 +113,7 @@ def test_one_click_approves_with_a_comment(client: Client, otto: User, adam: Use
     assert change_request.status == "approved"
     assert change_request.decisions.get().comment == "Fair."
     page = client.get(response["Location"]).content.decode()
-    assert "Approved. It is now approved." in page and "Fair." in page
+    assert "Approved: it is queued for a worker, which runs it." in page and "Fair." in page
 
 
 def test_a_refused_decision_is_shown_on_the_page_with_a_4xx(
