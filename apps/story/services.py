@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -584,6 +584,30 @@ def lore_index_rebuild() -> tuple[int, int]:
     return entries, passages
 
 
+def retrieval_preload() -> None:
+    """Load what lore retrieval needs before a process serves anyone: the embedding model
+    (seconds of CPU and a few hundred MB) and, for the embedded index, the passages in memory.
+    Blocking: start-up runs it in a worker thread. A database that is not ready yet only
+    leaves the passages to the first search; the model is what must never load on a request."""
+    import gc
+
+    from apps.story.retrieval import get_index
+    from apps.story.retrieval.embedder import embed_texts, warm
+
+    warm()
+    embed_texts(["start-up"])  # the first pass sets up what later ones reuse
+    # The model's objects live as long as the process: out of the collector's generations, so
+    # full collections stay short.
+    gc.freeze()
+    index = get_index()
+    memory = getattr(index, "memory", None)  # the embedded index keeps its passages in memory
+    if callable(memory):
+        try:
+            memory()
+        except DatabaseError:
+            logger.warning("lore passages not preloaded: the database is not ready", exc_info=True)
+
+
 # --- quests -------------------------------------------------------------------------------------
 
 
@@ -688,6 +712,50 @@ def quest_edge_delete(*, quest: Quest, edge_id: int) -> None:
 # --- storyteller jobs ---------------------------------------------------------------------------
 
 
+def _story_job_running(
+    *,
+    kind: StoryJobKind,
+    params: dict[str, Any],
+    entry: LoreEntry | None,
+    revision_number: int | None,
+    requested_by: Any,
+    requested_by_key: ApiKey | None,
+) -> StoryJob | None:
+    """The requester's job asking the same thing of the same revision that is still waiting
+    or running, if any (marked ``reused``). Locks the requester's row first, so two clicks
+    arriving together are decided one after the other."""
+    from django.contrib.auth import get_user_model
+
+    from apps.router.models import JobStatus
+
+    user = requested_by if getattr(requested_by, "pk", None) else None
+    if requested_by_key is not None:
+        ApiKey.objects.select_for_update().filter(pk=requested_by_key.pk).first()
+    elif user is not None:
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    else:
+        return None
+    running = (
+        StoryJob.objects.select_related("job")
+        .filter(
+            kind=kind,
+            params=params,
+            entry=entry,
+            revision_number=revision_number,
+            requested_by=user,
+            requested_by_key=requested_by_key,
+            collected_at__isnull=True,
+            cancelled_at__isnull=True,
+            job__status__in=(JobStatus.QUEUED, JobStatus.RUNNING),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if running is not None:
+        running.reused = True
+    return running
+
+
 def _story_job_start(
     *,
     kind: StoryJobKind,
@@ -698,16 +766,34 @@ def _story_job_start(
     revision_number: int | None,
     requested_by: Any,
     requested_by_key: ApiKey | None,
+    refused_field: Mapping[str, str],
 ) -> StoryJob:
-    from apps.router.services import InferenceRequest, job_submit
+    """Queue the Bronze job and its collector — or return the same request's job while it is
+    still waiting or running (``reused``), so clicking again never starts a second one.
+    ``refused_field`` names the writer's field to fix when the job cannot fit the model's
+    context window (``prompt`` or ``max_tokens``)."""
+    from apps.router.services import InferenceRequest, JobRefused, job_submit
     from apps.story.tasks import collect_story_job
 
-    job = job_submit(
-        request=InferenceRequest(messages=messages, sla="async", max_tokens=max_tokens),
-        kind=kind.value,
-        submitted_by_user=requested_by,
-        submitted_by_key=requested_by_key,
+    running = _story_job_running(
+        kind=kind,
+        params=params,
+        entry=entry,
+        revision_number=revision_number,
+        requested_by=requested_by,
+        requested_by_key=requested_by_key,
     )
+    if running is not None:
+        return running
+    try:
+        job = job_submit(
+            request=InferenceRequest(messages=messages, sla="async", max_tokens=max_tokens),
+            kind=kind.value,
+            submitted_by_user=requested_by,
+            submitted_by_key=requested_by_key,
+        )
+    except JobRefused as exc:
+        raise LoreValidationError({refused_field.get(exc.field, exc.field): [exc.message]}) from exc
     story_job = StoryJob.objects.create(
         kind=kind,
         params=params,
@@ -755,6 +841,7 @@ def storyteller_arc_request(
         revision_number=None,
         requested_by=requested_by,
         requested_by_key=requested_by_key,
+        refused_field={"prompt": "theme", "max_tokens": "parts"},
     )
 
 
@@ -785,6 +872,7 @@ def storyteller_expand_request(
         revision_number=entry.head_number,
         requested_by=requested_by,
         requested_by_key=requested_by_key,
+        refused_field={"prompt": "instructions", "max_tokens": "instructions"},
     )
 
 
@@ -823,6 +911,7 @@ def storyteller_review_request(
         revision_number=entry.head_number,
         requested_by=requested_by,
         requested_by_key=requested_by_key,
+        refused_field={"prompt": "slug", "max_tokens": "slug"},
     )
 
 
@@ -852,7 +941,9 @@ def storyteller_job_collect(*, story_job_id: str) -> StoryJob:
             return story_job
         elif story_job.kind == StoryJobKind.REVIEW:
             story_job.report_text = job.result_text.strip()
+            story_job.cut_off = job.truncated
         else:
+            story_job.cut_off = job.truncated
             title, body = prompts.draft_from_result(story_job=story_job, text=job.result_text)
             story_job.draft = _draft_create(
                 title=title,
@@ -860,10 +951,53 @@ def storyteller_job_collect(*, story_job_id: str) -> StoryJob:
                 source=story_job.entry,
                 author=story_job.requested_by,
                 author_key=story_job.requested_by_key,
-                message=f"drafted by the storyteller ({story_job.get_kind_display()})",
+                message=f"drafted by the storyteller ({story_job.get_kind_display()})"
+                + ("; cut off at the length limit" if story_job.cut_off else ""),
             )
         story_job.collected_at = timezone.now()
-        story_job.save(update_fields=["error", "report_text", "draft", "collected_at"])
+        story_job.save(update_fields=["error", "report_text", "cut_off", "draft", "collected_at"])
+    return story_job
+
+
+def storyteller_job_cancel(
+    *, story_job_id: Any, user: Any = None, key: ApiKey | None = None
+) -> StoryJob:
+    """Cancel a storyteller job that is still waiting or running: its Bronze job is cancelled
+    (a running attempt stops its model call within a second) and it ends with no draft.
+
+    Whoever asked for it may cancel it, and admins. Raises ``LorePermissionError`` for anyone
+    else and ``LoreValidationError`` once it has finished. Idempotent for a cancelled job."""
+    from apps.router import services as router_services
+    from apps.security.scopes import ADMIN
+    from apps.security.selectors import user_scopes
+
+    with transaction.atomic():
+        story_job = (
+            StoryJob.objects.select_for_update(of=("self",))
+            .select_related("job", "requested_by", "requested_by_key")
+            .get(pk=story_job_id)
+        )
+        if key is not None:
+            owner = story_job.requested_by_key_id == key.pk
+            admin = ADMIN in key.scopes
+            who = f"key {key.name}"
+        else:
+            owner = user is not None and story_job.requested_by_id == user.pk
+            admin = ADMIN in user_scopes(user)
+            who = user.get_username() if user is not None else "?"
+        if not (owner or admin):
+            raise LorePermissionError("only whoever asked for this job, or an admin, may cancel it")
+        if story_job.cancelled_at is not None:
+            return story_job
+        if story_job.collected_at is not None:
+            raise LoreValidationError(
+                {"story_job": [f"it has already finished ({story_job.state})"]}
+            )
+        if story_job.job_id is not None:
+            router_services.job_cancel(job_id=story_job.job_id, by=who)
+        story_job.cancelled_at = story_job.collected_at = timezone.now()
+        story_job.error = f"cancelled by {who}"
+        story_job.save(update_fields=["cancelled_at", "collected_at", "error"])
     return story_job
 
 
