@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from inference.cpu_class import current_cgroup  # noqa: E402
+from inference.cpu_class import IDLE_CLASS_ENV, current_cgroup  # noqa: E402
 from inference.process import EngineProcess, free_port  # noqa: E402
 from npc_runtime.client import GameClient, ServerError  # noqa: E402
 from npc_runtime.policies import NpcState  # noqa: E402
@@ -440,6 +440,10 @@ def main() -> int:
         "LOG_LEVEL": "WARNING",
         "BODYBROKER_WS_RATE_PER_S": "100000",
     }
+    # The CPU classes `make run` gives its processes (bodybroker.stack), unless set: the web's
+    # event loop real-time, the engines idle (docs/npcs.md, "Sharing the cores").
+    env.setdefault("BODYBROKER_EVENT_LOOP_RT_PRIORITY", "1")
+    os.environ.setdefault(IDLE_CLASS_ENV, "1")  # EngineProcess passes os.environ on
     subprocess.run(
         [PY, "-c", f"import redis; redis.Redis.from_url('{args.redis}').flushdb()"], check=True
     )

@@ -1,19 +1,21 @@
-"""The web process's event loop at a real-time priority, where the OS allows it.
+"""The web process's event loop at a real-time priority, when asked to and the OS allows it.
 
 Every game socket's frame is read, answered and written on one event loop thread. On a machine
 whose cores it shares (with the CPU model engines, the intent updater, Redis), a frame that
 wakes the loop waits until the scheduler gives it a core: under EEVDF a woken fair task often
-cannot preempt the one running and waits for the next tick (4 ms at HZ=250). ``SCHED_FIFO``
-preempts every fair task at once. Measured with ``bench/npcs.py --npcs 200`` on a 2-vCPU AMD
-EPYC (docs/npcs.md, 2026-12-02): ``intents.get`` p99 6.7 and 7.2 ms without, 4.7 and 4.5 ms
-with, 3.9 and 4.1 ms with the engines in an idle cgroup as well (``inference.cpu_class``).
+cannot preempt the one running and waits for the next scheduler tick. ``SCHED_FIFO`` preempts
+every fair task at once; what that does to ``intents.get``'s round trip is measured in
+docs/npcs.md ("Sharing the cores").
 
-Only the loop thread gets it, and ``SCHED_RESET_ON_FORK`` makes the threads it starts (database
-reads, lore retrieval, the lore embedder's load) ordinary ones. The kernel's real-time
-throttling (``sched_rt_runtime_us``, 95% of each second by default) keeps a loop that never
-sleeps from taking a core for good. It needs ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` of at
-least the priority (systemd ``LimitRTPRIO=1``, docker ``--cap-add SYS_NICE``); without either
-the loop stays as it was, and says so once.
+It is opt-in (``BODYBROKER_EVENT_LOOP_RT_PRIORITY``, default 0; ``make run`` and
+``make bench-npcs`` set 1 for the CPU default): a real-time thread runs before every ordinary
+task on the host, so a loop kept busy can hold other work back on a shared machine. Only the
+loop thread gets it, and ``SCHED_RESET_ON_FORK`` makes the threads it starts (database reads,
+lore retrieval, the lore embedder's load) ordinary ones. The kernel's real-time throttling
+(``sched_rt_runtime_us``, 95% of each second by default) keeps a loop that never sleeps from
+taking a core for good. It needs ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` of at least the
+priority (systemd ``LimitRTPRIO=1``, docker ``--cap-add SYS_NICE``); without either the loop
+stays as it was, and says so once.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ from typing import Any
 
 from bodybroker.queues import ALL_QUEUES
 from bodybroker.settings.env import local_secret_key
+from inference.cpu_class import IDLE_CLASS_ENV
+from inference.profiles import DEFAULT_ENGINE, ENGINE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[31m")
@@ -150,6 +152,15 @@ def plan(host: str, port: int, gold_port: int, silver_port: int) -> list[Managed
             ],
         ),
     ]
+
+
+def game_frames_first(env: dict[str, str]) -> None:
+    """On the CPU default the engines share the web process's cores: its event loop runs
+    real-time and the engines idle, so a game frame does not wait for a model. Both are opt-in
+    anywhere else (docs/npcs.md, "Sharing the cores"); a value the user set wins."""
+    if env.get(ENGINE_ENV, DEFAULT_ENGINE) == DEFAULT_ENGINE:
+        env.setdefault("BODYBROKER_EVENT_LOOP_RT_PRIORITY", "1")
+        env.setdefault(IDLE_CLASS_ENV, "1")
 
 
 def spawn(proc: Managed, env: dict[str, str], width: int) -> None:
@@ -296,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("BODYBROKER_GOLD_URLS", f"http://127.0.0.1:{args.gold_port}")
     env.setdefault("BODYBROKER_SILVER_URLS", f"http://127.0.0.1:{args.silver_port}")
     env.setdefault("BODYBROKER_BRONZE_URLS", f"http://127.0.0.1:{args.silver_port}")
+    game_frames_first(env)
     env["PYTHONUNBUFFERED"] = "1"
     # It serves plain HTTP: a Secure cookie would never come back, and no one could sign in.
     env.setdefault("SESSION_COOKIE_SECURE", "0")

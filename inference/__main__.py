@@ -57,27 +57,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lower_priority(nice: int) -> None:
-    """Run the engine ``nice`` steps below the caller and in the idle CPU class, so a woken
-    web process or intent updater takes the core from it at once (``inference.cpu_class``).
+    """Run the engine ``nice`` steps below the caller and, with
+    ``BODYBROKER_ENGINE_IDLE_CLASS=1``, in the idle CPU class, so a woken web process or intent
+    updater takes the core from it at once (``inference.cpu_class``).
 
     With Linux's autogroup scheduling (on by default on desktops and many servers) the
     scheduler first shares the CPU fairly between sessions, and a process's own nice value
     only counts inside its session. An engine started in a session of its own (as
     ``EngineProcess`` does) therefore also sets its session's nice value, where there is one.
     Only then: a session's nice applies to everything in it, and an engine started from a
-    shell would otherwise renice the shell and all it starts afterwards. Where the cpu cgroup
-    hierarchy is writable, the engine leaves its session's group for an idle cgroup
-    (``BODYBROKER_ENGINE_IDLE_CGROUP=0`` keeps it out).
+    shell would otherwise renice the shell and all it starts afterwards.
+
+    The idle class is off unless asked for (``make run`` on the CPU default asks): an idle
+    engine gets a core only when nothing else wants one, so on a host busy with other work it
+    may all but stop. With it on, where the cpu cgroup hierarchy is writable, the engine also
+    leaves its session's group for an idle cgroup (``BODYBROKER_ENGINE_IDLE_CGROUP=0`` keeps
+    it out).
     """
     os.nice(nice)
     done = [f"nice {os.getpriority(os.PRIO_PROCESS, 0)}"]
-    if cpu_class.set_idle_policy():
+    idle = os.environ.get(cpu_class.IDLE_CLASS_ENV, "0") == "1"
+    if idle and cpu_class.set_idle_policy():
         done.append("SCHED_IDLE")
     if os.getsid(0) == os.getpid():
         # No autogroup scheduling here, or not allowed: the process nice stands alone.
         with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))
-        if os.environ.get("BODYBROKER_ENGINE_IDLE_CGROUP", "1") != "0":
+        if idle and os.environ.get("BODYBROKER_ENGINE_IDLE_CGROUP", "1") != "0":
             group = cpu_class.join_idle_cgroup()
             if group is not None:
                 done.append(f"idle cgroup {group}")

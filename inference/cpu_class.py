@@ -1,9 +1,9 @@
-"""Putting a CPU engine below everything it shares the cores with.
+"""Putting a CPU engine below everything it shares the cores with, when asked to.
 
 A CPU engine on the web tier's machine is busy all the time (Gold deciding intents, Silver
 guessing replies), and the game socket's round trip waits whenever a woken web process finds
 an engine on the core. ``nice`` only sets how the CPU is *shared*: under EEVDF a woken nice-0
-task often cannot preempt a nice-19 one and waits for the next tick (4 ms at HZ=250). An *idle*
+task often cannot preempt a nice-19 one and waits for the next scheduler tick. An *idle*
 scheduling entity is preempted at once by any other that wakes. This module makes the engine
 one, as far as the process is allowed:
 
@@ -16,10 +16,11 @@ one, as far as the process is allowed:
   own with ``cpu.idle = 1`` (:data:`IDLE_CGROUP`), which the kernel treats as ``SCHED_IDLE``
   among its siblings. systemd's ``CPUWeight=idle`` does the same for a unit.
 
-Measured with ``bench/npcs.py --npcs 200 --repeat 3`` on a 2-vCPU AMD EPYC (docs/npcs.md,
-2026-12-02), p99 over each invocation's round trips: ``intents.get`` 5.3–7.2 ms with the engines
-at nice 19 only (nine invocations), 4.9–5.5 ms in the idle cgroup (four); 3.2 ms with the web's
-event loop real-time as well (``bodybroker.realtime``).
+Both are opt-in (:data:`IDLE_CLASS_ENV`; ``make run`` and ``make bench-npcs`` turn it on for
+the CPU default): an idle engine runs only on cores nothing else wants, so on a host shared
+with other busy work it may make no progress at all, and the cgroup is a write to the host's
+cgroup tree that outlives the process. What the classes change in the game socket's round trip
+is measured in docs/npcs.md ("Sharing the cores").
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+IDLE_CLASS_ENV = "BODYBROKER_ENGINE_IDLE_CLASS"  # "1": SCHED_IDLE and the idle cgroup
 IDLE_CGROUP = "bodybroker-engines"
 # cgroup v1 mounts the cpu controller on its own (or with cpuacct); v2 has one hierarchy.
 CGROUP_ROOTS = (

@@ -234,10 +234,12 @@ BODYBROKER_INTENT_UPDATER_IN_PROCESS = env_bool(
 BODYBROKER_INTENT_MODEL_SLOTS = env_int("BODYBROKER_INTENT_MODEL_SLOTS", 0, minimum=0)
 # Channel-layer groups pushed intents travel in (NPCs share them by a hash of their id).
 BODYBROKER_INTENT_PUSH_GROUPS = env_int("BODYBROKER_INTENT_PUSH_GROUPS", 8, minimum=1)
-# SCHED_FIFO priority of the web process's event loop thread (0: none), where the process may
-# take one (CAP_SYS_NICE or RLIMIT_RTPRIO): game frames then preempt the CPU engines and the
-# rest at once instead of waiting up to a scheduler tick (bodybroker/realtime.py).
-BODYBROKER_EVENT_LOOP_RT_PRIORITY = env_int("BODYBROKER_EVENT_LOOP_RT_PRIORITY", 1, minimum=0)
+# SCHED_FIFO priority of the web process's event loop thread (0, the default: none), where the
+# process may take one (CAP_SYS_NICE or RLIMIT_RTPRIO): game frames then preempt the CPU engines
+# and the rest at once instead of waiting up to a scheduler tick. Opt-in, since it also runs
+# before everything else on a shared host; `make run` turns it on for the CPU default
+# (bodybroker/realtime.py).
+BODYBROKER_EVENT_LOOP_RT_PRIORITY = env_int("BODYBROKER_EVENT_LOOP_RT_PRIORITY", 0, minimum=0)
 if BODYBROKER_EVENT_LOOP_RT_PRIORITY > 99:
     raise ImproperlyConfigured("BODYBROKER_EVENT_LOOP_RT_PRIORITY must be 0-99")
 BODYBROKER_WS_RATE_PER_S = env_int("BODYBROKER_WS_RATE_PER_S", 2000, minimum=1)

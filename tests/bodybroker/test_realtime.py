@@ -50,15 +50,18 @@ def thread_policies(pid: int) -> dict[int, int]:
     return policies
 
 
-def serve(tmp_path: Path, priority: str) -> tuple[subprocess.Popen[bytes], int]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+def serve(tmp_path: Path, priority: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn with ``BODYBROKER_EVENT_LOOP_RT_PRIORITY=priority`` (None: unset, the default)."""
+    unset = ("DATABASE_URL", "REDIS_URL", "BODYBROKER_EVENT_LOOP_RT_PRIORITY")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         DJANGO_SETTINGS_MODULE="bodybroker.settings.base",
         BODYBROKER_VAR_DIR=str(tmp_path),
-        BODYBROKER_EVENT_LOOP_RT_PRIORITY=priority,
         BODYBROKER_INTENT_UPDATER_IN_PROCESS="0",
         SECRET_KEY="test-only",
     )
+    if priority is not None:
+        env["BODYBROKER_EVENT_LOOP_RT_PRIORITY"] = priority
     port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bodybroker.asgi:application", "--port", str(port)],
@@ -105,6 +108,18 @@ def test_the_event_loop_thread_alone_runs_fifo_where_the_process_may(tmp_path: P
     else:
         assert loop_thread != SCHED_FIFO
         assert "needs CAP_SYS_NICE" in log
+
+
+def test_by_default_the_event_loop_stays_fair_and_asks_for_nothing(tmp_path: Path) -> None:
+    """Real-time is opt-in (``make run`` opts in on the CPU default): unset, the loop neither
+    takes SCHED_FIFO where it could nor complains where it could not."""
+    web, _port = serve(tmp_path, None)
+    try:
+        policies = thread_policies(web.pid)
+    finally:
+        log = stop(web)
+    assert SCHED_FIFO not in policies.values()
+    assert "SCHED_FIFO" not in log
 
 
 def test_priority_zero_leaves_the_event_loop_alone(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from bodybroker import stack as supervisor
 from bodybroker.stack import STATUS_FILE, Managed, read_status, restart_delay, tend, write_status
+from inference.cpu_class import IDLE_CLASS_ENV
 from inference.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,6 +204,21 @@ def test_a_process_that_stayed_up_is_restarted_after_the_first_delay_again(
     monkeypatch.setattr(supervisor, "STABLE_AFTER_S", 0.3)
     sleeper = Managed("sleeper", [sys.executable, "-c", "import time; time.sleep(0.6)"])
     assert exit_delays(sleeper, 3, timeout_s=30) == [1.0, 1.0, 1.0]
+
+
+def test_the_cpu_default_puts_game_frames_first_unless_told_otherwise() -> None:
+    cpu: dict[str, str] = {}
+    supervisor.game_frames_first(cpu)
+    assert cpu == {"BODYBROKER_EVENT_LOOP_RT_PRIORITY": "1", IDLE_CLASS_ENV: "1"}
+
+    chosen = {"BODYBROKER_EVENT_LOOP_RT_PRIORITY": "0", IDLE_CLASS_ENV: "0"}
+    supervisor.game_frames_first(chosen)
+    assert chosen == {"BODYBROKER_EVENT_LOOP_RT_PRIORITY": "0", IDLE_CLASS_ENV: "0"}
+
+    # Engines elsewhere (the GPU profiles) leave the web's cores alone: nothing to put first.
+    gpu = {"BODYBROKER_ENGINE": "gpu"}
+    supervisor.game_frames_first(gpu)
+    assert gpu == {"BODYBROKER_ENGINE": "gpu"}
 
 
 def test_the_status_file_is_read_only_while_its_supervisor_lives(tmp_path: Path) -> None:

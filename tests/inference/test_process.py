@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.cpu_class import CGROUP_ROOTS, IDLE_CGROUP, current_cgroup
+from inference.cpu_class import CGROUP_ROOTS, IDLE_CGROUP, IDLE_CLASS_ENV, current_cgroup
 from inference.errors import EngineNotInstalled, EngineStartError
 from inference.process import EngineProcess, free_port
 
@@ -30,7 +30,7 @@ def test_free_port_can_be_bound() -> None:
 
 
 def test_engine_becomes_healthy_and_stop_leaves_nothing_running() -> None:
-    engine = EngineProcess("silver", "cpu")
+    engine = EngineProcess("silver", "cpu", env={IDLE_CLASS_ENV: "1"})  # as `make run` asks
     engine.start()
     try:
         seconds = engine.wait_healthy(timeout=60)
@@ -46,8 +46,8 @@ def test_engine_becomes_healthy_and_stop_leaves_nothing_running() -> None:
         autogroup = Path(f"/proc/{pid}/autogroup")
         if autogroup.exists():
             assert autogroup.read_text().split()[-1] == "19"
-        # ...and in the idle class: SCHED_IDLE, and an idle cgroup where the hierarchy is ours
-        # to write (root here and in CI), so a woken web process takes the core at once.
+        # ...and, asked to, in the idle class: SCHED_IDLE, and an idle cgroup where the hierarchy
+        # is ours to write (root here and in CI), so a woken web process takes the core at once.
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE
         if any(os.access(root / "cpu.idle", os.W_OK) for root in CGROUP_ROOTS):
             assert current_cgroup(pid) == f"/{IDLE_CGROUP}"
