@@ -414,7 +414,7 @@ def main() -> int:
     parser.add_argument(
         "--clients-in-one-process",
         action="store_true",
-        help="run every game client in one process (one event loop), as before 2026-12-01",
+        help="run every game client in one process (one event loop), as the bench first did",
     )
     parser.add_argument(
         "--repeat",

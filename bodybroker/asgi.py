@@ -111,11 +111,11 @@ application = OpenAIGateway(
 # (The lore embedder, loaded at start-up, is frozen the same way once loaded.)
 gc.freeze()
 # Game sockets allocate a few dicts per NPC per frame: with the default 700, the young
-# generation was collected ~80 times a second under `make bench-npcs`.
+# generation was collected many times a second under `make bench-npcs` (docs/npcs.md).
 gc.set_threshold(20_000, 20, 20)
 # Worker threads (database reads, lore retrieval, the lore embedder's load where start-up
 # does not preload it) hold the GIL for the interpreter's switch interval, 5 ms by
-# default, each time the event loop wants it back. At 1 ms, ping round trips on a game socket
-# while the embedder loads: p90 13.7 -> 5.2 ms, p99 30.9 -> 18.1 ms (docs/npcs.md).
+# default, each time the event loop wants it back. A shorter interval hands it back sooner,
+# which shortens game sockets' round trips while the embedder loads (docs/npcs.md).
 GIL_SWITCH_INTERVAL_S = 0.001
 sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)

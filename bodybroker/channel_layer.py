@@ -5,9 +5,8 @@ Why pub/sub: the intent updater sends one group message per push group per pass.
 members, read the members, a script that queues the message for each), so the groups of one
 pass go out one after another, and the receiving web process then pops its messages with
 BZPOPMIN. With pub/sub a ``group_send`` is one PUBLISH, and each subscribed web process gets
-the message pushed once and hands it to its sockets in memory. Measured with
-``bench/npcs.py --npcs 200 --seconds 30``, one run each: push delay p50 17.9 → 6.4 ms and p99
-34 → 12.8 ms; web CPU per 1,000 NPC messages 11.2 → 9.8 ms (``docs/npcs.md``).
+the message pushed once and hands it to its sockets in memory: shorter push delays and less
+web CPU per NPC message under ``bench/npcs.py`` (figures in ``docs/npcs.md``).
 
 Why the bound: the pub/sub layer keeps each channel's messages in an unbounded queue, so a
 socket that stops reading (a stalled client) would hold every push sent to it. Here a channel

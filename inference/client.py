@@ -7,8 +7,8 @@ first-token, stall and total timeouts, and one error hierarchy (``inference.erro
 It sits on the gateway's hot path (overhead budget: about 1 ms per request), so request bodies
 are built once as bytes, URLs and timeouts are pre-built, and the SSE parser works on bytes.
 aiohttp rather than httpx because of that budget: against an upstream that answers at once, a
-pooled ``httpx.AsyncClient`` cost about 500 µs per call on this machine and aiohttp about 210 µs
-(``make bench-gateway`` measures the whole door).
+pooled ``httpx.AsyncClient`` cost more than twice as much per call as aiohttp
+(``make bench-gateway`` measures the whole door; figures in docs/router.md).
 
 A call whose caller is cancelled (a client that disconnected, a ``dialogue.cancel``, a deadline
 that passed) or that runs past its own timeouts closes its connection rather than returning it

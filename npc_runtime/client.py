@@ -57,7 +57,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-try:  # a 50-NPC state.batch is built in 0.17 ms instead of 0.65 with it (AMD EPYC, 2026-12-01)
+try:  # orjson builds a state.batch several times faster than json (docs/npcs.md)
     import orjson
 except ImportError:  # pragma: no cover - the library also works with the standard one
     orjson = None  # type: ignore[assignment]

@@ -157,7 +157,8 @@ def warm_lore_soon() -> None:
     def warm_and_freeze() -> None:
         warm()
         # The model's objects live as long as the process: out of the collector's generations,
-        # so full collections stay short (they took 220 ms with it in, under bench-npcs).
+        # so full collections stay short (with it in, they stalled the event loop under
+        # bench-npcs: docs/npcs.md).
         gc.freeze()
 
     task = asyncio.get_running_loop().create_task(

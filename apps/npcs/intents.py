@@ -134,9 +134,9 @@ def feasible(brief: NpcBrief, state: NpcState) -> list[str]:
     return names or list(brief.allowed)
 
 
-# First in every intent request. Measured on the CPU Gold engine (one thread, SmolLM2-135M, a
-# different NPC each request, 80 prompt tokens): 534 ms a request with it first, 606 ms with
-# the persona first (`make bench-gold-prompt`).
+# First in every intent request: the part every NPC shares comes before the persona, so the
+# engine's prompt cache reuses it from one NPC's request to the next and the CPU Gold answers
+# sooner (`make bench-gold-prompt`; figures in docs/npcs.md).
 INTENT_INSTRUCTION = "Choose what you do next, as one word from the list."
 
 

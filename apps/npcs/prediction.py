@@ -103,7 +103,7 @@ def _learned(slug: str) -> tuple[str, ...]:
 
 async def likeliest_line(slug: str, policy: str) -> str:
     """The line to answer ahead of time for the NPC ``slug`` (its last 200 conversations read
-    and grouped in a worker thread: 2-5 ms with PostgreSQL, none of it on the event loop)."""
+    and grouped in a worker thread, none of it on the event loop)."""
     learned = await sync_to_async(_learned, thread_sensitive=False)(slug)
     return likely_lines(policy, learned)[0]
 

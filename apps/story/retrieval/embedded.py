@@ -40,8 +40,8 @@ from apps.story.retrieval.base import (
 )
 from apps.story.retrieval.embedder import DIMENSION, embed_words
 
-# One BLAS thread for the query's matrix-vector product: it takes about a millisecond at 20k
-# passages, and waking more threads on a busy machine is what makes the slow tail (p99).
+# One BLAS thread for the query's matrix-vector product: it is short even for a large corpus,
+# and waking more threads on a busy machine is what makes the slow tail (p99).
 _BLAS = ThreadpoolController()
 BM25_K1 = 1.2
 BM25_B = 0.75

