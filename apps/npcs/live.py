@@ -9,15 +9,19 @@ embedded default it lives in the web process, and the updater runs inside that p
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from django.conf import settings
+
+from bodybroker.redis_clients import redis_or_local
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 ACTIVE_WINDOW_S = 10.0
 
@@ -134,10 +138,8 @@ class RedisLiveStore:
     larger version than it had, which is all the intent updater compares.
     """
 
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url)
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._redis = client
         self._p = prefix
         self._put_states = self._redis.register_script(_PUT_STATES)
         self._keys = [f"{prefix}:states", f"{prefix}:active", f"{prefix}:clock"]
@@ -188,21 +190,8 @@ class RedisLiveStore:
 
 
 _local = LocalLiveStore()
-_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLiveStore] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def live_store() -> LiveStore:
-    """Redis when ``REDIS_URL`` is set, else this process's store."""
-    if not settings.REDIS_URL:
-        return _local
-    loop = asyncio.get_running_loop()
-    found = _redis.get(loop)
-    if found is None:
-        prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'bb')}:npc"
-        found = _redis[loop] = RedisLiveStore(settings.REDIS_URL, prefix)
-    return found
+# Redis when ``REDIS_URL`` is set, else this process's store.
+live_store: Callable[[], LiveStore] = redis_or_local(_local, RedisLiveStore, "npc")
 
 
 def intent_group(npc_id: str) -> str:

@@ -13,18 +13,20 @@ set); without, each process has its own.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
 from apps.router.contracts import InferenceRequest
+from bodybroker.redis_clients import redis_or_local
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 LAST_GOOD_SIZE = 10_000
 LAST_GOOD_TTL_S = 3600.0
@@ -76,10 +78,8 @@ class LocalStore:
 class RedisStore:
     """Shared LRU: values under ``<prefix>:<ns>:<key>`` with a TTL, recency in ``<prefix>:<ns>``."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url)
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._redis = client
         self._prefix = prefix
 
     async def get(self, namespace: str, key: str) -> dict[str, Any] | None:
@@ -113,20 +113,9 @@ class RedisStore:
             await self._redis.delete(name)
 
 
-_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Store] = weakref.WeakKeyDictionary()
 _local = LocalStore()
-
-
-def store() -> Store:
-    """The store for the running loop: Redis when ``REDIS_URL`` is set, else process-local."""
-    if not settings.REDIS_URL:
-        return _local
-    loop = asyncio.get_running_loop()
-    found = _stores.get(loop)
-    if found is None:
-        prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'bb')}:router"
-        found = _stores[loop] = RedisStore(settings.REDIS_URL, prefix)
-    return found
+# The store for the running loop: Redis when ``REDIS_URL`` is set, else process-local.
+store: Callable[[], Store] = redis_or_local(_local, RedisStore, "router")
 
 
 def _digest(payload: Any) -> str:

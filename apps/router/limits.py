@@ -13,16 +13,19 @@ a restart does not reset a budget.
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
+
+from bodybroker.redis_clients import redis_or_local
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +100,8 @@ class LocalCounters:
 
 
 class RedisCounters:
-    def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url)
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._redis = client
         self._prefix = prefix
 
     async def hit(self, key_id: int, minute: int) -> tuple[int, int]:
@@ -135,20 +136,7 @@ class RedisCounters:
 
 
 _local = LocalCounters()
-_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisCounters] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def counters() -> LocalCounters | RedisCounters:
-    if not settings.REDIS_URL:
-        return _local
-    loop = asyncio.get_running_loop()
-    found = _redis.get(loop)
-    if found is None:
-        prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', 'bb')}:limits"
-        found = _redis[loop] = RedisCounters(settings.REDIS_URL, prefix)
-    return found
+counters = redis_or_local(_local, RedisCounters, "limits")
 
 
 _day_of_minute: tuple[int, str] = (-1, "")
