@@ -25,6 +25,7 @@ from apps.router import selectors as router_selectors
 from apps.security.scopes import ADMIN
 from apps.security.selectors import user_scopes
 from bodybroker.health import run_checks, supervised_processes
+from bodybroker.htmx import htmx_partial
 
 TIER_ROLES = {
     "gold": "Real-time NPC intents: at most 8 tokens, refreshed at 1–2 Hz.",
@@ -47,7 +48,7 @@ async def dashboards(request: HttpRequest) -> HttpResponse:
     """The operators' overview. The dependency checks probe every engine and may wait seconds
     on a slow one, so the page never runs them: it renders from the database at once, and its
     health table (``?partial=health``) loads right after and refreshes every few seconds."""
-    if request.GET.get("partial") == "health":
+    if htmx_partial(request, name="health"):
         results = await run_checks()
         context: dict[str, Any] = {
             "checks": results,
@@ -98,7 +99,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
         else [],
         "is_admin": is_admin,
     }
-    if request.GET.get("partial") == "queue":
+    if htmx_partial(request, name="queue"):
         return render(request, "admin_ops/partials/queue.html", context)
     return render(request, "admin_ops/approvals.html", context)
 
@@ -165,7 +166,7 @@ def approval_detail(request: HttpRequest, change_request_id: Any) -> HttpRespons
     ):
         raise Http404("no such change request")
     context = _detail_context(request, change_request)
-    if request.GET.get("partial") == "detail":
+    if htmx_partial(request, name="detail"):
         return render(request, "admin_ops/partials/detail.html", context)
     return render(request, "admin_ops/approval_detail.html", context)
 

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -34,6 +34,7 @@ from apps.router import services
 from apps.security.scopes import ADMIN, NPC
 from apps.security.selectors import user_scopes
 from apps.story import selectors as lore_selectors
+from bodybroker.htmx import htmx_partial, htmx_redirect
 from inference.errors import EngineError
 
 View = Callable[..., Any]
@@ -124,12 +125,7 @@ def _form_context(
 
 
 def _saved(request: HttpRequest, url: str | None = None) -> HttpResponse:
-    url = url or reverse("npcs")
-    if request.headers.get("HX-Request") == "true":
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    return htmx_redirect(request, url or reverse("npcs"))
 
 
 def _invalid(
@@ -137,11 +133,7 @@ def _invalid(
 ) -> HttpResponse:
     form = {**form, "intents_text": request.POST.get("allowed_intents", "")}
     context = _form_context(npc=npc, form=form, slug=slug, errors=errors)
-    template = (
-        "npcs/partials/npc_form.html"
-        if request.headers.get("HX-Request") == "true"
-        else "npcs/npc_edit.html"
-    )
+    template = "npcs/partials/npc_form.html" if htmx_partial(request) else "npcs/npc_edit.html"
     return render(request, template, context, status=400)
 
 

@@ -12,6 +12,7 @@ from apps.router.models import Job
 from apps.security.errors import error_body
 from apps.security.scopes import ADMIN, JOBS
 from apps.security.selectors import user_scopes
+from bodybroker.htmx import htmx_partial
 
 
 def _visible_jobs(request: HttpRequest):  # type: ignore[no-untyped-def]
@@ -74,7 +75,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
         "prompt": prompt,
         "max_tokens": max_tokens,
     }
-    if request.GET.get("partial") == "table":
+    if htmx_partial(request, name="table"):
         return render(request, "partials/jobs_table.html", context)
     return render(request, "pages/jobs.html", context, status=400 if error else 200)
 

@@ -47,6 +47,7 @@ from apps.story.models import (
     Quest,
     StoryJob,
 )
+from bodybroker.htmx import htmx_partial, htmx_redirect
 from inference.errors import EngineError
 
 View = Callable[..., Any]
@@ -63,18 +64,6 @@ def lore_required(view: View) -> View:
         return response
 
     return login_required(wrapped)
-
-
-def _is_htmx(request: HttpRequest) -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
-def _hx_redirect(request: HttpRequest, url: str) -> HttpResponse:
-    if _is_htmx(request):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
 
 
 def _entry_or_404(slug: str) -> LoreEntry:
@@ -141,7 +130,7 @@ def lore(request: HttpRequest) -> HttpResponse:
     }
     entries = selectors.lore_entries(**filters)[:200]
     context = {"entries": entries, "filters": filters}
-    if _is_htmx(request) and request.headers.get("HX-Target") == "results":
+    if htmx_partial(request, target="results"):
         return render(request, "story/partials/entry_list.html", context)
     context.update(kinds=LoreKind.choices, statuses=LoreStatus.choices, tags=selectors.lore_tags())
     return render(request, "story/lore_list.html", context)
@@ -176,7 +165,7 @@ def lore_new(request: HttpRequest) -> HttpResponse:
         url = reverse("lore-entry", args=[result.entry.slug])
         if result.warnings:
             url += "?saved=1"
-        return _hx_redirect(request, url)
+        return htmx_redirect(request, url)
     form = {"kind": request.GET.get("kind", LoreKind.FREEFORM), "spoiler_level": 0}
     context = _editor_context(
         entry=None, form=form, slug=request.GET.get("slug", ""), errors={}, base_revision=0
@@ -331,7 +320,7 @@ def lore_edit(request: HttpRequest, slug: str) -> HttpResponse:
             )
         else:
             messages.success(request, _saved_message(result))
-        return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+        return htmx_redirect(request, reverse("lore-entry", args=[slug]))
     form = {name: getattr(entry, name) for name in CONTENT_FIELDS}
     context = _editor_context(
         entry=entry, form=form, slug=slug, errors={}, base_revision=entry.head_number
@@ -421,7 +410,7 @@ def lore_restore(request: HttpRequest, slug: str, number: int) -> HttpResponse:
             status=409 if isinstance(exc, services.LoreConflictError) else 400,
         )
     messages.success(request, _saved_message(result, done=f"Restored revision {number} as"))
-    return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+    return htmx_redirect(request, reverse("lore-entry", args=[slug]))
 
 
 # --- publishing ----------------------------------------------------------------------------------
@@ -455,7 +444,7 @@ def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
             change_request = outcome.change_request
             if change_request is None:
                 messages.success(request, f"Published revision {entry.head_number}.")
-                return _hx_redirect(request, reverse("lore-entry", args=[slug]))
+                return htmx_redirect(request, reverse("lore-entry", args=[slug]))
             messages.info(
                 request,
                 f"Publishing revision {change_request.payload['revision']} "
@@ -463,7 +452,7 @@ def lore_publish(request: HttpRequest, slug: str) -> HttpResponse:
                 + f" (change request {change_request.short_id}): an approver who is not "
                 f"{change_request.author_label} decides.",
             )
-            return _hx_redirect(request, reverse("lore-publish", args=[slug]))
+            return htmx_redirect(request, reverse("lore-publish", args=[slug]))
     review = selectors.story_review_for(entry=entry)
     if review is None and request.method == "GET":
         review = services.storyteller_review_request(slug=slug, requested_by=request.user)
@@ -509,7 +498,7 @@ def storyteller(request: HttpRequest) -> HttpResponse:
             errors = exc.fields
         else:
             _say_if_reused(request, story_job)
-            return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
+            return htmx_redirect(request, reverse("story-job", args=[story_job.pk]))
     return render(
         request,
         "story/storyteller.html",
@@ -529,7 +518,7 @@ def lore_expand(request: HttpRequest, slug: str) -> HttpResponse:
     except services.LoreValidationError as exc:
         return HttpResponse("; ".join(m for ms in exc.fields.values() for m in ms), status=400)
     _say_if_reused(request, story_job)
-    return _hx_redirect(request, reverse("story-job", args=[story_job.pk]))
+    return htmx_redirect(request, reverse("story-job", args=[story_job.pk]))
 
 
 def _say_if_reused(request: HttpRequest, story_job: StoryJob) -> None:
@@ -544,7 +533,7 @@ def _say_if_reused(request: HttpRequest, story_job: StoryJob) -> None:
 def _story_job_page(
     request: HttpRequest, story_job: StoryJob, *, error: str = "", status: int = 200
 ) -> HttpResponse:
-    template = "story/partials/story_job.html" if _is_htmx(request) else "story/story_job.html"
+    template = "story/partials/story_job.html" if htmx_partial(request) else "story/story_job.html"
     context = {
         "story_job": story_job,
         "progress": selectors.story_job_progress(story_job=story_job),
@@ -704,7 +693,7 @@ def quests(request: HttpRequest) -> HttpResponse:
         except services.LoreValidationError as exc:
             errors = exc.fields
         else:
-            return _hx_redirect(request, reverse("quest", args=[quest.slug]))
+            return htmx_redirect(request, reverse("quest", args=[quest.slug]))
     return render(
         request,
         "story/quests.html",
@@ -754,7 +743,7 @@ def quest(request: HttpRequest, slug: str) -> HttpResponse:
             errors = exc.fields
         status = 400 if errors else 200
     context = {"graph": selectors.quest_graph(quest=quest_obj), "errors": errors}
-    if _is_htmx(request):
+    if htmx_partial(request):
         return render(request, "story/partials/quest_graph.html", context, status=status)
     return render(request, "story/quest.html", context, status=status)
 
