@@ -84,6 +84,10 @@ def doors(ids: dict[str, str]) -> dict[tuple[str, str], Door]:
         ("get", "/api/v1/lore/storyteller/{story_job_id}"): Door(
             lacking(LORE), body=None, with_every_scope=404
         ),
+        # Takes no body: the job it names decides the answer.
+        ("post", "/api/v1/lore/storyteller/{story_job_id}/cancel"): Door(
+            lacking(LORE), body=None, with_every_scope=404
+        ),
         ("get", "/api/v1/lore/{slug}"): Door(lacking(LORE), body=None, with_every_scope=200),
         ("put", f"/api/v1/lore/{LORE_SLUG}"): Door(lacking(LORE)),
         ("patch", f"/api/v1/lore/{LORE_SLUG}"): Door(lacking(LORE)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -194,10 +195,17 @@ def test_a_cancelled_job_stops_its_running_attempt_and_the_engine(
     alone = short_request_s(engines["silver"], "silver")
     cancel_at = time.monotonic() + 1.5  # connected and generating by then
     started = time.monotonic()
-    with pytest.raises(JobCancelled):
-        EngineBackend(engines["silver"], "silver", "cpu").complete(
-            job_id="j", attempt=1, request=long_job, stop_when=lambda: time.monotonic() > cancel_at
-        )
+    backend = EngineBackend(engines["silver"], "silver", "cpu")
+    # On a thread of its own, as in a worker: this module's browser tests leave Playwright's
+    # event loop running on the test thread, where a worker's attempt never runs.
+    with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(JobCancelled):
+        pool.submit(
+            backend.complete,
+            job_id="j",
+            attempt=1,
+            request=long_job,
+            stop_when=lambda: time.monotonic() > cancel_at,
+        ).result()
     assert time.monotonic() - started < 1.5 + 2.5  # noticed within the next check
 
     assert_not_delayed(engines["silver"], "silver", alone)
