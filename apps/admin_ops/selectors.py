@@ -21,7 +21,7 @@ from apps.admin_ops.models import (
     ChangeRequestStatus,
     WorkerHeartbeat,
 )
-from apps.router.models import Job
+from apps.router.selectors import jobs_created
 
 
 def workers_alive(*, within_s: float) -> QuerySet[WorkerHeartbeat]:
@@ -32,7 +32,7 @@ def workers_alive(*, within_s: float) -> QuerySet[WorkerHeartbeat]:
 
 def job_stats(*, since_hours: int = 24) -> dict[str, Any]:
     """Counts by status and token/latency totals of Bronze jobs in the last ``since_hours``."""
-    recent = Job.objects.filter(created_at__gte=timezone.now() - timedelta(hours=since_hours))
+    recent = jobs_created(since=timezone.now() - timedelta(hours=since_hours))
     by_status = dict(recent.values_list("status").annotate(n=Count("id")).order_by())
     totals = recent.aggregate(
         prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens")
@@ -192,7 +192,7 @@ def audit_csv_rows(events: QuerySet[AuditEvent]) -> Iterator[list[str]]:
 def operations_metrics(*, since: datetime, until: datetime) -> dict[str, Any]:
     """What the weekly report is written from: jobs by kind and status, tokens, change
     requests by kind and outcome, audit activity, and the workers seen."""
-    jobs = Job.objects.filter(created_at__gte=since, created_at__lt=until)
+    jobs = jobs_created(since=since, until=until)
     job_rows = jobs.values("kind", "status").annotate(n=Count("id")).order_by("kind", "status")
     tokens = jobs.aggregate(
         prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens")

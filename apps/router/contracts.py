@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from django.conf import settings
+
 from apps.router.policy import (
     CostSensitivity,
     Priority,
@@ -15,6 +17,7 @@ from apps.router.policy import (
     RoutingFacts,
     Sla,
     Tier,
+    load_policy,
 )
 
 Source = Literal["model", "fallback_model", "cache", "template", "policy"]
@@ -84,9 +87,9 @@ class InferenceRequest:
         )
 
     def decide(self) -> RouteDecision:
-        from apps.router.decisions import decide
-
-        return decide(self)
+        """Route with ``BODYBROKER_ROUTING_POLICY`` (default: the seed's rules,
+        ``policy.route``)."""
+        return load_policy(settings.BODYBROKER_ROUTING_POLICY)(self.facts())
 
     def replace(self, **changes: Any) -> InferenceRequest:
         return dataclasses.replace(self, **changes)

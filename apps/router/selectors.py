@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, QuerySet
@@ -20,6 +21,15 @@ def jobs_visible_to(*, user: Any, key: ApiKey | None, sees_all: bool) -> QuerySe
     if getattr(user, "pk", None):
         return jobs.filter(submitted_by_user=user)
     return jobs.none()
+
+
+def jobs_created(*, since: datetime, until: datetime | None = None) -> QuerySet[Job]:
+    """Jobs submitted from ``since`` up to (not including) ``until``, or up to now when
+    ``until`` is None: what operations' statistics and reports count."""
+    jobs = Job.objects.filter(created_at__gte=since)
+    if until is not None:
+        jobs = jobs.filter(created_at__lt=until)
+    return jobs
 
 
 JOB_FILTERS = ("status", "tier", "kind", "submitter")
