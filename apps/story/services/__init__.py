@@ -1,0 +1,3 @@
+"""Writes for lore; the modules of this package hold them by family."""
+
+from apps.story.services.lore import *  # noqa: F403
