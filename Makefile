@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 help:
 	@echo "make run    set up, migrate, seed demo content, start every process (Ctrl-C stops all)"
 	@echo "make test   set up and run the whole test suite"
-	@echo "make lint   ruff + mypy + manage.py check + makemigrations --check"
+	@echo "make lint   ruff + mypy + import-linter layers + manage.py check + makemigrations --check"
 	@echo "make bench  every benchmark (bench-gateway, bench-mcp, …); numbers go to bench/results/"
 
 # The environment: pinned requirements, then the CPU engine (llama.cpp wheel built once and
@@ -48,6 +48,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy apps inference bodybroker npc_runtime
+	$(BIN)/lint-imports
 	$(MAKE) --no-print-directory check
 
 check: setup
