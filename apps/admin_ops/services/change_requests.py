@@ -1,4 +1,4 @@
-"""Writes for operations: worker heartbeats, the audit log, change requests and admin reports.
+"""Writes for change requests: checks, opening, deciding, revising, executing, expiring.
 
 Change request rules (the approval gate of ARCHITECTURE.md): the author never approves; an
 approval counts only for the revision it was given on; expired requests never execute;
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.admin_ops.actors import SYSTEM, Actor, current_actor, current_request_id
+from apps.admin_ops.actors import SYSTEM, Actor
 from apps.admin_ops.kinds import (
     TARGET_PATTERN,
     ChangeKind,
@@ -31,19 +31,19 @@ from apps.admin_ops.kinds import (
 )
 from apps.admin_ops.models import (
     OPEN_STATUSES,
-    AdminReport,
-    AuditEvent,
     ChangeRequest,
     ChangeRequestDecision,
     ChangeRequestStatus,
     Decision,
-    WorkerHeartbeat,
 )
+from apps.admin_ops.services._common import _summarise
+from apps.admin_ops.services.audit import audit_record
 from apps.security.models import ApiKey
 from apps.security.scopes import ADMIN
 from bodybroker.broadcast import broadcast
 
 logger = logging.getLogger(__name__)
+
 
 APPROVALS_GROUP = "approvals"
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -62,66 +62,6 @@ class ChangeRequestError(Exception):
         self.message = message
         self.code = code
         self.field = field
-
-
-# --- workers --------------------------------------------------------------------------------
-
-
-def worker_heartbeat_record(
-    *, hostname: str, queues: list[str], active: int = 0
-) -> WorkerHeartbeat:
-    """Upsert this worker's heartbeat. Called from the worker's timer thread, hence the
-    connection hygiene: a dropped database connection must not silence the heartbeat forever."""
-    close_old_connections()
-    heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname,
-        defaults={"queues": queues, "active": active, "last_seen": timezone.now()},
-    )
-    return heartbeat
-
-
-# --- audit log ------------------------------------------------------------------------------
-
-
-def _summarise(value: Any) -> Any:
-    """Keep before/after summaries small: an audit row is a record, not a backup."""
-    if value is None:
-        return None
-    text = canonical_json(value)
-    if len(text) <= 4000:
-        return json.loads(text)
-    return {"truncated": True, "sha256": content_hash(value), "preview": text[:1000]}
-
-
-def audit_record(
-    *,
-    action: str,
-    target: str = "",
-    actor: Actor | None = None,
-    before: Any = None,
-    after: Any = None,
-    summary: str = "",
-) -> AuditEvent:
-    """Append one audit event. Locks nothing, emits nothing; joins the caller's transaction, so
-    a rolled-back action leaves no event behind.
-
-    ``actor`` defaults to the one the current request set (see ``actors.actor_context``), then
-    to the system; the request id comes from the same context.
-    """
-    who = actor or current_actor() or SYSTEM
-    return AuditEvent.objects.create(
-        actor_type=who.kind,
-        actor_label=who.label[:200],
-        actor_user=who.user if who.user is not None and who.user.pk else None,
-        actor_key=who.key,
-        actor_tier=who.tier,
-        action=action,
-        target=target[:200],
-        before=_summarise(before),
-        after=_summarise(after),
-        summary=summary[:500],
-        request_id=current_request_id()[:64],
-    )
 
 
 # --- change requests: checks ----------------------------------------------------------------
@@ -803,84 +743,3 @@ def change_requests_fail_stuck(*, older_than: timedelta) -> int:
         )
         count += 1
     return count
-
-
-# --- admin reports --------------------------------------------------------------------------
-
-
-def admin_report_request(*, actor: Actor, days: int = 7) -> AdminReport:
-    """Snapshot the week's metrics and queue a Bronze job to write the operations report.
-
-    Locks nothing. The job is enqueued on commit by ``job_submit``; emits an
-    ``admin_report.request`` audit event.
-    """
-    from apps.admin_ops.selectors import operations_metrics
-    from apps.router.services import InferenceRequest, job_submit
-
-    end = timezone.now()
-    start = end - timedelta(days=days)
-    metrics = operations_metrics(since=start, until=end)
-    prompt = (
-        "You write the weekly operations report of Body Broker, the AI backend of a horror "
-        "game. From these metrics, write a short report: what happened, what went wrong, "
-        "what to watch next week.\n\n" + json.dumps(metrics, indent=1, default=str)
-    )
-    with transaction.atomic():
-        job = job_submit(
-            request=InferenceRequest(
-                messages=[{"role": "user", "content": prompt}], sla="async", max_tokens=400
-            ),
-            kind="admin_report",
-            submitted_by_user=actor.person,
-            submitted_by_key=actor.key,
-        )
-        report = AdminReport.objects.create(
-            job=job,
-            period_start=start,
-            period_end=end,
-            metrics=json.loads(json.dumps(metrics, default=str)),
-            requested_by=actor.label[:200],
-        )
-        audit_record(
-            action="admin_report.request",
-            target=f"admin_report:{report.id}",
-            actor=actor,
-            after={"job_id": str(job.id), "days": days},
-        )
-    return report
-
-
-# --- audit hooks other apps call ------------------------------------------------------------
-
-
-def audit_api_key(*, key: ApiKey, action: str) -> AuditEvent:
-    """Audit a key's creation or revocation: the actor is whoever the current request names
-    (a person in the admin, a command), the target the key, never its secret."""
-    return audit_record(
-        action=action,
-        target=f"api_key:{key.prefix}",
-        after={
-            "name": key.name,
-            "scopes": list(key.scopes),
-            "owner": key.owner.get_username() if key.owner_id and key.owner else None,
-            "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-            "requests_per_minute": key.requests_per_minute,
-            "tokens_per_minute": key.tokens_per_minute,
-            "daily_budget_usd": key.daily_budget_usd,
-        },
-    )
-
-
-def audit_job_submit(*, job: Any) -> AuditEvent:
-    """Audit a Bronze job submission, by the person or key that submitted it."""
-    actor = (
-        Actor(user=job.submitted_by_user, key=job.submitted_by_key)
-        if job.submitted_by_user is not None or job.submitted_by_key is not None
-        else None
-    )
-    return audit_record(
-        action="job.submit",
-        target=f"job:{job.id}",
-        actor=actor,
-        after={"kind": job.kind, "max_tokens": job.request.get("max_tokens")},
-    )
