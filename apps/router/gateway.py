@@ -8,7 +8,9 @@ job, waited for) and ``auto`` (the routing policy). Body Broker's own request fi
 ``persona``, ``npc_id``, ``deadline_ms``, ``priority``, ``cost_sensitivity``, ``needs_tools``,
 ``requires_expert_reasoning``) ride along as extra body fields. Every answer carries the headers
 ``x-bodybroker-tier``, ``x-bodybroker-source`` and ``x-bodybroker-overhead-ms`` (time spent here
-rather than in an engine); errors use OpenAI's shape.
+rather than in an engine); errors use OpenAI's shape. The header ``X-Bodybroker-Tools`` opts a
+request into the tool relay (``apps/router/tools.py``); without it ``tools`` and ``tool_calls``
+pass through unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from apps.router import chains, costs, limits, metrics
+from apps.router import chains, costs, limits, metrics, tools
 from apps.router.contracts import Answer, InferenceRequest
 from apps.router.policy import COST_SENSITIVITIES, PRIORITIES, SLAS, RouteDecision, Sla, Tier
 from apps.router.pools import pools
@@ -519,9 +521,22 @@ class OpenAIGateway:
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         priority = request.effective_priority
+        relay_servers = _tool_servers(scope, request, decision)
         metrics.IN_FLIGHT.labels(decision.tier, priority).inc()
         try:
-            if decision.tier == "bronze":
+            if relay_servers is not None:
+                try:
+                    async with WhileConnected(receive, decision.tier):
+                        answer = await tools.relay(request, decision, relay_servers)
+                except EngineHTTPError as exc:
+                    raise BadRequest(
+                        f"the {decision.tier} engine rejected the request: {exc}"
+                    ) from exc
+                if stream:
+                    await self._stream_whole(send, answer, completion_id, created, started)
+                else:
+                    await self._respond(send, answer, completion_id, created, started)
+            elif decision.tier == "bronze":
                 if JOBS not in key.scopes:
                     raise BadRequest(
                         "Bronze answers are jobs; this key lacks the 'jobs' scope",
@@ -733,6 +748,46 @@ def account_answer(
         )
         _accounting.add(task)
         task.add_done_callback(_accounting.discard)
+
+
+TOOLS_HEADER = b"x-bodybroker-tools"
+
+
+def _tool_servers(
+    scope: Scope, request: InferenceRequest, decision: RouteDecision
+) -> tools.ToolServers | None:
+    """The MCP servers ``X-Bodybroker-Tools`` names for the tool relay, or None (opt-in).
+
+    Without the header a client's own ``tools`` pass to the engine and its ``tool_calls`` come
+    back unchanged. The relay calls this same process's MCP servers with the caller's key.
+    """
+    raw = _header(scope, TOOLS_HEADER)
+    if raw is None:
+        return None
+    from bodybroker.mcp import registered_mcp_servers
+
+    names = [name.strip() for name in raw.decode("latin-1").split(",") if name.strip()]
+    known = registered_mcp_servers()
+    unknown = sorted(set(names) - set(known))
+    if not names or unknown:
+        raise BadRequest(
+            f"X-Bodybroker-Tools names MCP servers, one or more of: {', '.join(sorted(known))}"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else ""),
+            code="unknown_tool_server",
+        )
+    if request.tools:
+        raise BadRequest("send either your own 'tools' or X-Bodybroker-Tools, not both", "tools")
+    if decision.tier == "bronze":
+        raise BadRequest(
+            "the tool relay answers Gold and Silver on this door; Bronze jobs do not run tools yet",
+            "model",
+        )
+    host, port = scope.get("server") or ("127.0.0.1", 80)
+    base = f"{scope.get('scheme', 'http')}://{host}:{port}"
+    auth = (_header(scope, b"authorization") or b"")[7:].strip().decode("latin-1")
+    return tools.ToolServers(
+        urls={name: f"{base}/mcp/{name}/" for name in dict.fromkeys(names)}, credential=auth
+    )
 
 
 class RateLimited(Exception):

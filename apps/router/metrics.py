@@ -60,6 +60,14 @@ TTFT = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+TOOL_SECONDS = Histogram(
+    "bodybroker_tool_call_seconds",
+    "Time to run one tool call the tool relay made for a model (outcome: ok, error, timeout,"
+    " refused)",
+    ["server", "tool", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 PER_TOKEN = Histogram(
     "bodybroker_seconds_per_output_token",
     "Generation time divided by output tokens",

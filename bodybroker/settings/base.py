@@ -284,6 +284,13 @@ BODYBROKER_SIGNIN_FAILURES_PER_ADDRESS = env_int(
 )
 BODYBROKER_SIGNIN_WINDOW_S = env_int("BODYBROKER_SIGNIN_WINDOW_S", 300, minimum=1)
 BODYBROKER_BRONZE_SYNC_WAIT_S = env_float("BODYBROKER_BRONZE_SYNC_WAIT_S", 300.0, minimum=1)
+# The tool relay (apps/router/tools.py): model/tool rounds per request, each tool call's time
+# limit, and the whole request's deadline when it sets none.
+BODYBROKER_TOOL_RELAY = {
+    "max_rounds": env_int("BODYBROKER_TOOL_MAX_ROUNDS", 3, minimum=1),
+    "tool_timeout_s": env_float("BODYBROKER_TOOL_TIMEOUT_S", 10.0, minimum=0.01),
+    "deadline_s": env_float("BODYBROKER_TOOL_DEADLINE_S", 60.0, minimum=1),
+}
 BODYBROKER_ENGINE_TIMEOUTS = {
     "connect": env_float("BODYBROKER_CONNECT_TIMEOUT_S", 1.0, minimum=0.01),
     "first_token": env_float("BODYBROKER_FIRST_TOKEN_TIMEOUT_S", 10.0, minimum=0.01),
