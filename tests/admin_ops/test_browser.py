@@ -171,27 +171,10 @@ def test_an_admin_reviews_a_lore_publish_and_sees_it_wait_for_a_worker_then_run(
     live_server_url: str, alice: User, erin: User, adam: User
 ) -> None:
     from apps.admin_ops import services
-    from apps.admin_ops.actors import Actor
-    from apps.security.selectors import user_scopes
-    from apps.story import services as lore
+    from tests.admin_ops.support import lore_edit_asked_to_publish
 
     body = "The bell rang under the water. " * 40 + "\nThe warden keeps the lantern lit."
-    lore.lore_entry_create(slug="flood", fields={"title": "Flood", "body": body}, author=alice)
-    lore.lore_entry_publish(slug="flood", revision_number=1, published_by=erin)
-    lore.lore_entry_update(
-        slug="flood",
-        base_revision=1,
-        changes={"body": body.replace("keeps the lantern lit", "let the lantern go out")},
-        author=alice,
-    )
-    change_request = services.change_request_create(
-        kind="lore.publish",
-        target="lore:flood",
-        payload={"revision": 2},
-        reason="ready for players",
-        actor=Actor(user=alice),
-        scopes=user_scopes(alice),
-    )
+    change_request = lore_edit_asked_to_publish(writer=alice, editor=erin, body=body)
 
     def script(page: Any) -> None:
         from playwright.sync_api import expect

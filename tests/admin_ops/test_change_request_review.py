@@ -20,7 +20,7 @@ from apps.admin_ops.tasks import execute_change_request
 from apps.npcs.services import game_state_apply
 from apps.security.scopes import GAME
 from apps.security.selectors import user_scopes
-from apps.story import services as lore
+from tests.admin_ops.support import lore_edit_asked_to_publish
 from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db
@@ -53,22 +53,7 @@ def ask(author: User, payload: dict[str, object], target: str = "npc:warden") ->
 def test_a_lore_publish_diff_shows_the_body_line_by_line(
     client: Client, alice: User, erin: User, adam: User
 ) -> None:
-    lore.lore_entry_create(slug="flood", fields={"title": "Flood", "body": BODY}, author=alice)
-    lore.lore_entry_publish(slug="flood", revision_number=1, published_by=erin)
-    lore.lore_entry_update(
-        slug="flood",
-        base_revision=1,
-        changes={"body": BODY.replace("keeps the lantern lit", "let the lantern go out")},
-        author=alice,
-    )
-    change_request = services.change_request_create(
-        kind="lore.publish",
-        target="lore:flood",
-        payload={"revision": 2},
-        reason="ready for players",
-        actor=Actor(user=alice),
-        scopes=user_scopes(alice),
-    )
+    change_request = lore_edit_asked_to_publish(writer=alice, editor=erin, body=BODY)
     diff = change_request.diff.splitlines()
     assert "-    The warden keeps the lantern lit." in diff
     assert "+    The warden let the lantern go out." in diff
